@@ -1,0 +1,194 @@
+//! Command-line arguments. Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use deskew_core::ReleaseId;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the check ran and failed (verify: missing or corrupt files)
+  2  usage, configuration, store or I/O error
+
+Store URLs: a directory (`/srv/assets`, `file:///srv/assets`) or an S3 bucket (`s3://bucket/prefix`).
+Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more. NO_COLOR disables colour.";
+
+/// Zero-downtime rolling deployments for single-page apps: publish every asset of a build to one
+/// shared store before the deploy, keep the assets of recent releases, delete old ones safely.
+#[derive(Debug, Parser)]
+#[command(name = "deskew", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Print only errors (no progress, no summaries).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute the content-addressed manifest of a build directory.
+    Manifest(ManifestArgs),
+    /// Upload a build's assets to the store before the deploy, then record the release.
+    Publish(PublishArgs),
+    /// List the releases in a store, newest first.
+    Releases(ReleasesArgs),
+    /// Delete the files no kept release references.
+    Gc(GcArgs),
+    /// Check that every file of the kept (or given) releases is stored intact.
+    Verify(VerifyArgs),
+}
+
+/// How files are classified.
+#[derive(Debug, Args, Clone)]
+pub struct ClassifyArgs {
+    /// Glob of entry files, served by each pod from its own image (default `*.html`); repeatable.
+    #[arg(long = "entry", value_name = "GLOB")]
+    pub entry: Vec<String>,
+    /// Glob of files to treat as immutable even without a content hash in their name; repeatable.
+    #[arg(long = "immutable", value_name = "GLOB")]
+    pub immutable: Vec<String>,
+    /// Glob of files to leave out of the release; repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The build output directory (e.g. `dist`).
+    pub dist: PathBuf,
+    /// Release id to write into the manifest (default: the first 12 hex digits of its digest).
+    #[arg(long, value_name = "ID")]
+    pub release: Option<ReleaseId>,
+    #[command(flatten)]
+    pub classify: ClassifyArgs,
+    /// Print the manifest as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The store to work on.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The store: a directory, file:///path or s3://bucket/prefix.
+    #[arg(long, env = "DESKEW_STORE", value_name = "URL")]
+    pub store: String,
+}
+
+/// The retention policy, when optional.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// Keep the newest N complete releases.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Also keep releases retired (superseded) less than this long ago, e.g. `1h`, `7days`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_for: Option<Duration>,
+    /// Always keep this release (e.g. the one running after a rollback); repeatable.
+    #[arg(long = "pin", value_name = "ID")]
+    pub pins: Vec<ReleaseId>,
+    /// Leave pending releases and unreferenced files younger than this alone.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The build output directory (e.g. `dist`).
+    pub dist: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Release id (default: UTC time plus the first 12 hex digits of the build's digest).
+    #[arg(long, value_name = "ID")]
+    pub release: Option<ReleaseId>,
+    #[command(flatten)]
+    pub classify: ClassifyArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// With --keep/--keep-for: refuse the gc after publishing if it would delete more objects.
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<usize>,
+    /// Refuse, before writing anything, to replace a mutable file that a kept release serves.
+    #[arg(long)]
+    pub strict: bool,
+    /// Show what would be uploaded; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Uploads in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub concurrency: u16,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Print the list as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Keep the newest N complete releases (at least 1).
+    #[arg(long, value_name = "N", required = true)]
+    pub keep: usize,
+    /// Also keep releases retired (superseded) less than this long ago, e.g. `1h`, `7days`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_for: Option<Duration>,
+    /// Always keep this release; repeatable.
+    #[arg(long = "pin", value_name = "ID")]
+    pub pins: Vec<ReleaseId>,
+    /// Leave pending releases and unreferenced files younger than this alone.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub grace: Duration,
+    /// Refuse (exit 2, nothing deleted) if more objects would be deleted.
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<usize>,
+    /// Print the plan; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Check only this release; repeatable (default: every release kept under the policy).
+    #[arg(long = "release", value_name = "ID")]
+    pub releases: Vec<ReleaseId>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Objects read at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub concurrency: u16,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 90s, 10m, 1h or 7days: {e}"))
+}

@@ -1,0 +1,87 @@
+//! `deskew gc`: delete what no kept release references.
+
+use anyhow::{Context, Result};
+use deskew_core::gc::{self, GcOptions, GcReport};
+use deskew_core::gc_plan::DeleteReason;
+use deskew_core::lease;
+use deskew_core::retention::Policy;
+use serde::Serialize;
+
+use crate::Status;
+use crate::args::GcArgs;
+use crate::printer::{Printer, bytes};
+use crate::stores::{self, Create};
+
+#[derive(Serialize)]
+struct Output<'a> {
+    version: u32,
+    store: &'a str,
+    #[serde(flatten)]
+    report: &'a GcReport,
+}
+
+pub async fn run(a: GcArgs, printer: &Printer) -> Result<Status> {
+    let store = stores::open(&a.store.store, Create::No)?;
+    let opts = GcOptions {
+        policy: Policy { keep: a.keep, keep_for: a.keep_for, pins: a.pins, grace: a.grace },
+        dry_run: a.dry_run,
+        max_delete: a.max_delete,
+        now: super::now()?,
+        lease_ttl: lease::DEFAULT_TTL,
+    };
+    let report = gc::run(store.as_ref(), &opts).await.with_context(|| format!("gc of {} failed", store.url()))?;
+    for d in &report.plan.releases {
+        let retired = d.retired.map(|t| format!(", retired {}", humantime::format_rfc3339_seconds(t.0))).unwrap_or_default();
+        printer.detail(format_args!(
+            "{} {} ({}, {}{retired})",
+            if d.kept { "keep" } else { "drop" },
+            d.release,
+            d.state.as_str(),
+            d.reason.as_str()
+        ));
+    }
+    if a.dry_run {
+        for d in &report.plan.files {
+            let why = match &d.reason {
+                DeleteReason::Dropped { releases } => {
+                    format!("only in {}", releases.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
+                }
+                DeleteReason::Unreferenced => "no release references it".to_string(),
+            };
+            printer.line(format_args!("would delete {} ({}, {why})", d.key, bytes(d.size)));
+        }
+        for k in &report.plan.records {
+            printer.line(format_args!("would delete record {k}"));
+        }
+    }
+    print_summary(&report, printer);
+    if a.json {
+        printer.json(&Output { version: 1, store: store.url(), report: &report })?;
+    }
+    Ok(Status::Ok)
+}
+
+/// The one-line result of a gc, on stderr.
+pub fn print_summary(r: &GcReport, printer: &Printer) {
+    let dropped = r.plan.dropped().count();
+    let kept = r.plan.releases.len() - dropped;
+    if r.dry_run {
+        printer.status(
+            "Dry run",
+            format_args!(
+                "would keep {kept} releases, drop {dropped}, delete {} files ({}) and {} records",
+                r.plan.files.len(),
+                bytes(r.plan.delete_bytes()),
+                r.plan.records.len()
+            ),
+        );
+    } else {
+        printer.status(
+            "Collected",
+            format_args!("kept {kept} releases, dropped {dropped}, deleted {} objects ({})", r.deleted, bytes(r.deleted_bytes)),
+        );
+    }
+    if !r.spared.is_empty() {
+        printer.detail(format_args!("{} files spared: a release published during gc references them", r.spared.len()));
+    }
+}

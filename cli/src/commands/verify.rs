@@ -1,0 +1,74 @@
+//! `deskew verify`: every file of the kept (or given) releases is stored with its recorded sha256.
+
+use anyhow::{Context, Result, bail};
+use deskew_core::catalog::Catalog;
+use deskew_core::release::{ReleaseRecord, ReleaseState};
+use deskew_core::retention::{self, Policy};
+use deskew_core::verify::{self, Problem, VerifyReport};
+use serde::Serialize;
+
+use crate::Status;
+use crate::args::VerifyArgs;
+use crate::printer::{Printer, bytes};
+use crate::stores::{self, Create};
+
+#[derive(Serialize)]
+struct Output<'a> {
+    version: u32,
+    store: &'a str,
+    ok: bool,
+    #[serde(flatten)]
+    report: &'a VerifyReport,
+}
+
+pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
+    let store = stores::open(&a.store.store, Create::No)?;
+    let records = Catalog::load(store.as_ref())
+        .await?
+        .into_clean()
+        .with_context(|| format!("cannot verify {}: a release record is unusable", store.url()))?;
+    let chosen: Vec<&ReleaseRecord> = if a.releases.is_empty() {
+        let policy = super::policy(&a.policy).unwrap_or_else(Policy::keep_all);
+        let decisions = retention::decide(&records, &policy, super::now()?)?;
+        records.iter().zip(decisions).filter(|(r, d)| d.kept && r.state == ReleaseState::Complete).map(|(r, _)| r).collect()
+    } else {
+        let mut out = Vec::new();
+        for id in &a.releases {
+            match records.iter().find(|r| &r.release == id) {
+                Some(r) => out.push(r),
+                None => bail!("release `{id}` is not in {}", store.url()),
+            }
+        }
+        out
+    };
+    let report = verify::verify(store.as_ref(), &chosen, &records, a.concurrency.into())
+        .await
+        .with_context(|| format!("failed to verify {}", store.url()))?;
+    let ok = report.findings.is_empty();
+    for f in &report.findings {
+        let what = match &f.problem {
+            Problem::Missing => "missing".to_string(),
+            Problem::Corrupt { actual } => format!("corrupt (stored sha256 {actual})"),
+        };
+        printer.line(format_args!("{what}: {} (release {}, stored at {})", f.path, f.release, f.key));
+    }
+    for f in &report.superseded {
+        printer.detail(format_args!("note: {} of release {} was replaced in place by a newer release", f.path, f.release));
+    }
+    let msg = format!(
+        "{} releases, {} objects ({}) read, {} problems",
+        report.releases.len(),
+        report.objects,
+        bytes(report.bytes),
+        report.findings.len()
+    );
+    if ok {
+        printer.status("Verified", msg);
+    } else {
+        printer.status("Failed", msg);
+    }
+    if a.json {
+        printer.json(&Output { version: 1, store: store.url(), ok, report: &report })?;
+    }
+    Ok(if ok { Status::Ok } else { Status::CheckFailed })
+}

@@ -1,0 +1,86 @@
+//! Reading every release record of a store.
+//!
+//! A catalog keeps the records it could read and the problems it met apart, so each caller
+//! decides: GC and verify fail closed on any problem, publish warns and carries on (a record it
+//! cannot read only costs it dedupe).
+
+use futures::{StreamExt, TryStreamExt};
+
+use crate::key::Key;
+use crate::layout;
+use crate::release::{RecordError, ReleaseId, ReleaseRecord};
+use crate::store::{Store, StoreError};
+
+/// A record that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The record is corrupt, inconsistent or too new.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The record could not be read.
+    #[error(transparent)]
+    Read(#[from] StoreError),
+    /// A file in the records folder whose name is not `<release-id>.json`.
+    #[error("release record `{0}` has a name that is not a release id")]
+    BadName(Key),
+}
+
+/// The records of a store, newest first, and what could not be read.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Readable records, newest first (by creation time, then id).
+    pub records: Vec<ReleaseRecord>,
+    /// Records that could not be used.
+    pub problems: Vec<CatalogError>,
+}
+
+impl Catalog {
+    /// Reads every record. Fails only if the records folder cannot be listed.
+    pub async fn load(store: &dyn Store) -> Result<Catalog, StoreError> {
+        let listing = store.list(Some(&layout::releases_dir())).await?;
+        let mut problems = Vec::new();
+        let mut keys = Vec::new();
+        for obj in listing {
+            let Some(id) = layout::record_id(&obj.key) else { continue };
+            if id.starts_with('.') && id.contains(crate::store::fs::TMP_MARKER) {
+                continue; // a crashed atomic write's temp file
+            }
+            if ReleaseId::new(id).is_err() {
+                problems.push(CatalogError::BadName(obj.key.clone()));
+                continue;
+            }
+            keys.push(obj.key);
+        }
+        let results: Vec<Result<ReleaseRecord, CatalogError>> = futures::stream::iter(keys)
+            .map(|key| async move {
+                let bytes = store.get(&key).await?;
+                Ok(ReleaseRecord::parse(&key, &bytes)?)
+            })
+            .buffer_unordered(16)
+            .into_stream()
+            .collect()
+            .await;
+        let mut records = Vec::new();
+        for r in results {
+            match r {
+                Ok(rec) => records.push(rec),
+                // A record deleted between the listing and the read (a concurrent GC) is gone,
+                // not broken.
+                Err(CatalogError::Read(e)) if e.is_not_found() => {}
+                Err(e) => problems.push(e),
+            }
+        }
+        records.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.release.cmp(&a.release)));
+        Ok(Catalog { records, problems })
+    }
+
+    /// The records, or the first problem if there is any (fail closed).
+    pub fn into_clean(mut self) -> Result<Vec<ReleaseRecord>, CatalogError> {
+        if self.problems.is_empty() { Ok(self.records) } else { Err(self.problems.swap_remove(0)) }
+    }
+
+    /// The record of release `id`.
+    pub fn get(&self, id: &ReleaseId) -> Option<&ReleaseRecord> {
+        self.records.iter().find(|r| &r.release == id)
+    }
+}

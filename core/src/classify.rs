@@ -1,0 +1,189 @@
+//! Which files of a build are entries, immutable hashed assets, or mutable files.
+//!
+//! Misclassifying a mutable file as immutable would pin a stale copy in browsers for a year, so
+//! hash detection is deliberately conservative: a name counts as hashed only when it carries a
+//! token that looks like a bundler's content hash, never an ordinary word.
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::manifest::FileClass;
+
+/// Cache-Control for content-hashed assets: cache forever, never revalidate.
+pub const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Cache-Control for entry files: always revalidate, so a deploy is seen at once.
+pub const CACHE_ENTRY: &str = "no-cache";
+/// Cache-Control for other files, whose content may change in place.
+pub const CACHE_MUTABLE: &str = "public, max-age=300, must-revalidate";
+
+/// An invalid `--entry`/`--immutable` glob.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid glob `{glob}`")]
+pub struct GlobError {
+    glob: String,
+    #[source]
+    source: globset::Error,
+}
+
+/// Decides the [`FileClass`] of each path of a build.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    entry: GlobSet,
+    immutable: GlobSet,
+}
+
+impl Classifier {
+    /// The default entry globs: every HTML file.
+    pub const DEFAULT_ENTRY: &'static [&'static str] = &["*.html"];
+
+    /// Builds a classifier. Globs match the whole `/`-separated path, and `*` may cross `/`, so
+    /// `*.html` matches `index.html` and `admin/index.html`.
+    pub fn new(entry: &[String], immutable: &[String]) -> Result<Classifier, GlobError> {
+        let entry = if entry.is_empty() {
+            Self::DEFAULT_ENTRY.iter().map(|s| s.to_string()).collect()
+        } else {
+            entry.to_vec()
+        };
+        Ok(Classifier { entry: build(&entry)?, immutable: build(immutable)? })
+    }
+
+    /// The class of `path`.
+    pub fn classify(&self, path: &str) -> FileClass {
+        if self.entry.is_match(path) {
+            FileClass::Entry
+        } else if self.immutable.is_match(path) || has_content_hash(file_name(path)) {
+            FileClass::Immutable
+        } else {
+            FileClass::Mutable
+        }
+    }
+}
+
+impl Default for Classifier {
+    fn default() -> Self {
+        Classifier::new(&[], &[]).expect("default globs are valid")
+    }
+}
+
+/// The Cache-Control header a file of class `class` is served with.
+pub fn cache_control(class: FileClass) -> &'static str {
+    match class {
+        FileClass::Entry => CACHE_ENTRY,
+        FileClass::Immutable => CACHE_IMMUTABLE,
+        FileClass::Mutable => CACHE_MUTABLE,
+    }
+}
+
+fn build(globs: &[String]) -> Result<GlobSet, GlobError> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob = Glob::new(g).map_err(|source| GlobError { glob: g.clone(), source })?;
+        b.add(glob);
+    }
+    b.build().map_err(|source| GlobError { glob: globs.join(", "), source })
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Whether a file name carries a bundler content hash:
+/// - a dot segment of 8+ hex digits with at least one digit (`main.3f2a1c9b.js`, webpack,
+///   Parcel, Angular `main.a1b2c3d4e5f6a7b8.js`, CRA `2.3f2a1c9b.chunk.js`);
+/// - a segment ending in `-` plus 8+ hex digits (`chunk-3f2a1c9b0d.js`);
+/// - a segment ending in `-` plus exactly 8 base64url characters that are not an ordinary
+///   lower-case word (`index-BcD3fG7h.js` and `index-BMkd-AAZ.js` from Vite/Rollup,
+///   `chunk-ABCD1234.js` from esbuild).
+pub fn has_content_hash(name: &str) -> bool {
+    let mut segments: Vec<&str> = name.split('.').collect();
+    if segments.len() < 2 {
+        return false;
+    }
+    segments.pop(); // the extension
+    segments.iter().any(|seg| {
+        is_hex_hash(seg)
+            || seg.rsplit_once('-').is_some_and(|(head, tail)| !head.is_empty() && is_hex_hash(tail))
+            || rollup_hash(seg)
+    })
+}
+
+fn is_hex_hash(s: &str) -> bool {
+    s.len() >= 8 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b.is_ascii_digit())
+}
+
+fn rollup_hash(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    if b.len() < 10 || b[b.len() - 9] != b'-' {
+        return false;
+    }
+    let token = &b[b.len() - 8..];
+    if !token.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_') {
+        return false;
+    }
+    // An ordinary word (`settings`, `Settings`) has no digit and at most one capital letter;
+    // a random 8-character base64url token almost always has a digit or several capitals.
+    let digit = token.iter().any(u8::is_ascii_digit);
+    let capitals = token.iter().filter(|c| c.is_ascii_uppercase()).count();
+    digit || capitals >= 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_bundler_hashes() {
+        for hashed in [
+            "main.3f2a1c9b.js",
+            "main.a1b2c3d4e5f6a7b8.js",
+            "2.3f2a1c9b.chunk.js",
+            "index-BcD3fG7h.js",
+            "index-BMkd-AAZ.js",
+            "index-B_9uaMiz.js",
+            "format-jTUCmgKS.js",
+            "chunk-ABCD1234.js",
+            "chunk-ABCDEFGH.js",
+            "polyfills-3f2a1c9b0d1e.js",
+            "fixture-Q1uWclxH.woff2",
+            "main.3f2a1c9b.js.map",
+        ] {
+            assert!(has_content_hash(hashed), "{hashed} should be detected as hashed");
+        }
+    }
+
+    #[test]
+    fn leaves_ordinary_names_alone() {
+        for plain in [
+            "favicon.ico",
+            "logo.svg",
+            "robots.txt",
+            "app-settings.js",
+            "my-component-settings.js",
+            "vendor-react-dom.js",
+            "deadbeef.js",
+            "my-Settings.js",
+            "index.html",
+            "README",
+            "site.webmanifest",
+        ] {
+            assert!(!has_content_hash(plain), "{plain} should not be detected as hashed");
+        }
+    }
+
+    #[test]
+    fn classifies_with_globs() {
+        let c = Classifier::new(&[], &["static/**".to_string()]).unwrap();
+        assert_eq!(c.classify("index.html"), FileClass::Entry);
+        assert_eq!(c.classify("admin/index.html"), FileClass::Entry);
+        assert_eq!(c.classify("assets/index-BcD3fG7h.js"), FileClass::Immutable);
+        assert_eq!(c.classify("static/logo.png"), FileClass::Immutable);
+        assert_eq!(c.classify("favicon.ico"), FileClass::Mutable);
+        let c = Classifier::new(&["app.html".to_string()], &[]).unwrap();
+        assert_eq!(c.classify("index.html"), FileClass::Mutable);
+    }
+
+    #[test]
+    fn bad_glob_names_itself() {
+        let err = Classifier::new(&["a[".to_string()], &[]).unwrap_err();
+        assert!(err.to_string().contains("`a[`"), "{err}");
+    }
+}

@@ -1,0 +1,32 @@
+//! deskew's model of a deployment: the content-addressed manifest of a build, the store a build
+//! is published to, release records, the retention policy and the plan of what GC may delete.
+//!
+//! Architecture invariant: nothing in this crate opens a network connection. Backends that talk
+//! to the network (S3) implement [`store::Store`] in their own crates; the publish, GC and verify
+//! engines here only ever see that trait.
+
+pub mod catalog;
+pub mod classify;
+pub mod gc;
+pub mod gc_plan;
+pub mod key;
+pub mod layout;
+pub mod lease;
+pub mod manifest;
+pub mod mime;
+pub mod publish;
+pub mod release;
+pub mod retention;
+pub mod store;
+pub mod time;
+pub mod verify;
+
+pub use key::Key;
+pub use manifest::{FileClass, Manifest, ManifestFile};
+pub use release::{ReleaseId, ReleaseRecord, ReleaseState};
+pub use store::{Store, StoreError};
+
+/// The tool name and version written into every file deskew produces.
+pub fn tool_version() -> String {
+    format!("deskew {}", env!("CARGO_PKG_VERSION"))
+}

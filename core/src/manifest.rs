@@ -1,0 +1,409 @@
+//! The content-addressed manifest of a build: every file's path, sha256, size, content type,
+//! cache policy and class.
+//!
+//! The same directory always yields the same manifest (files sorted by path, no timestamps), so
+//! its JSON is byte-identical across runs and machines. Files are never read through a symbolic
+//! link that leads out of the build directory.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::classify::{self, Classifier};
+use crate::key::{Key, KeyError};
+use crate::release::ReleaseId;
+
+/// Version of the manifest and release record formats. Readers accept formats up to this one.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How a file is served and kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileClass {
+    /// Served by each pod from its own image, changes in place (`index.html`).
+    Entry,
+    /// Named by its content hash; never changes, cached forever.
+    Immutable,
+    /// Anything else; may change in place, cached briefly.
+    Mutable,
+}
+
+impl FileClass {
+    /// The lower-case name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileClass::Entry => "entry",
+            FileClass::Immutable => "immutable",
+            FileClass::Mutable => "mutable",
+        }
+    }
+}
+
+/// One file of a build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// Path relative to the build directory, `/`-separated.
+    pub path: Key,
+    /// Lower-case hex sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The `Content-Type` it is served with.
+    pub content_type: String,
+    /// The `Cache-Control` it is served with.
+    pub cache_control: String,
+    /// Its class.
+    pub class: FileClass,
+}
+
+/// Files and bytes of a manifest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Number of files.
+    pub files: u64,
+    /// Sum of their sizes.
+    pub bytes: u64,
+}
+
+/// The manifest of one build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version, [`FORMAT_VERSION`].
+    pub version: u32,
+    /// The deskew that wrote it.
+    pub tool: String,
+    /// The release this build is published as.
+    pub release: ReleaseId,
+    /// sha256 over every file's path and sha256: two builds with equal digests are equal.
+    pub digest: String,
+    /// Totals over `files`.
+    pub total: Totals,
+    /// Every file, sorted by path.
+    pub files: Vec<ManifestFile>,
+}
+
+/// Why a build directory cannot be turned into a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The directory does not exist.
+    #[error("build directory `{0}` does not exist")]
+    Missing(PathBuf),
+    /// The path is not a directory.
+    #[error("`{0}` is not a directory")]
+    NotADirectory(PathBuf),
+    /// The directory holds no file.
+    #[error("build directory `{0}` holds no file")]
+    Empty(PathBuf),
+    /// Walking the directory failed.
+    #[error("failed to read directory `{path}`")]
+    Walk {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A file name is not UTF-8.
+    #[error("file name `{0}` is not valid UTF-8")]
+    NonUtf8(PathBuf),
+    /// A file name cannot be a store key.
+    #[error("file `{path}` cannot be published")]
+    BadName {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: KeyError,
+    },
+    /// A path is reserved for deskew's own records.
+    #[error("`{0}` is reserved for deskew's records; rename it")]
+    Reserved(PathBuf),
+    /// A symbolic link leads out of the build directory.
+    #[error("symbolic link `{link}` points outside the build directory, to `{target}`")]
+    LinkOutside {
+        /// The link.
+        link: PathBuf,
+        /// Where it leads.
+        target: PathBuf,
+    },
+    /// A symbolic link leads nowhere.
+    #[error("symbolic link `{0}` is broken")]
+    LinkBroken(PathBuf),
+    /// A symbolic link leads to a directory.
+    #[error("symbolic link `{0}` points to a directory; deskew follows links to files only")]
+    LinkToDirectory(PathBuf),
+    /// Something that is neither file nor directory (socket, fifo, device).
+    #[error("`{0}` is not a regular file")]
+    NotAFile(PathBuf),
+    /// A file cannot be read.
+    #[error("failed to read `{path}`")]
+    Read {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Options for [`Manifest::from_dir`].
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Decides each file's class.
+    pub classifier: Classifier,
+    /// Paths matching these globs are left out.
+    pub exclude: Vec<String>,
+    /// The release id; `None` derives one from the content ([`ReleaseId::from_digest`]).
+    pub release: Option<ReleaseId>,
+}
+
+/// A file found in the build directory, before hashing.
+struct Found {
+    key: Key,
+    /// Where its bytes are read from (the link target for a symlink).
+    source: PathBuf,
+}
+
+impl Manifest {
+    /// Walks `dist` and builds its manifest. Hashing runs on every core.
+    pub fn from_dir(dist: &Path, opts: &BuildOptions) -> Result<Manifest, ManifestError> {
+        let found = walk(dist, opts)?;
+        let files = hash_all(found, &opts.classifier)?;
+        Ok(Manifest::from_files(files, opts.release.clone()))
+    }
+
+    /// Builds a manifest from already hashed files (sorted here).
+    pub fn from_files(mut files: Vec<ManifestFile>, release: Option<ReleaseId>) -> Manifest {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let digest = digest(&files);
+        let total = Totals { files: files.len() as u64, bytes: files.iter().map(|f| f.size).sum() };
+        let release = release.unwrap_or_else(|| ReleaseId::from_digest(&digest));
+        Manifest { version: FORMAT_VERSION, tool: crate::tool_version(), release, digest, total, files }
+    }
+
+    /// The files of class `class`.
+    pub fn of_class(&self, class: FileClass) -> impl Iterator<Item = &ManifestFile> {
+        self.files.iter().filter(move |f| f.class == class)
+    }
+
+    /// The file at `path`.
+    pub fn file(&self, path: &Key) -> Option<&ManifestFile> {
+        self.files.binary_search_by(|f| f.path.cmp(path)).ok().map(|i| &self.files[i])
+    }
+
+    /// Pretty JSON with a trailing newline, as written to files and stdout.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("manifest serialises");
+        s.push('\n');
+        s
+    }
+}
+
+/// The digest over a sorted file list: sha256 of `path NUL sha256 LF` lines.
+pub fn digest(files: &[ManifestFile]) -> String {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.path.as_str().as_bytes());
+        h.update([0]);
+        h.update(f.sha256.as_bytes());
+        h.update([b'\n']);
+    }
+    hex::encode(h.finalize())
+}
+
+/// sha256 and size of everything `r` yields.
+pub fn hash_reader(mut r: impl Read) -> io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn walk(dist: &Path, opts: &BuildOptions) -> Result<Vec<Found>, ManifestError> {
+    let meta = match std::fs::metadata(dist) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ManifestError::Missing(dist.into())),
+        Err(source) => return Err(ManifestError::Walk { path: dist.into(), source }),
+    };
+    if !meta.is_dir() {
+        return Err(ManifestError::NotADirectory(dist.into()));
+    }
+    let root = dist.canonicalize().map_err(|source| ManifestError::Walk { path: dist.into(), source })?;
+    let exclude = {
+        let mut b = globset::GlobSetBuilder::new();
+        for g in &opts.exclude {
+            // Invalid exclude globs are rejected by the CLI before we get here; skip defensively.
+            if let Ok(g) = globset::Glob::new(g) {
+                b.add(g);
+            }
+        }
+        b.build().unwrap_or_else(|_| globset::GlobSet::empty())
+    };
+
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(dist).follow_links(false).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| dist.into());
+            ManifestError::Walk { path, source: e.into() }
+        })?;
+        if entry.depth() == 0 {
+            continue;
+        }
+        let path = entry.path();
+        let rel = path.strip_prefix(dist).expect("walkdir yields paths under its root");
+        let rel_str = rel.to_str().ok_or_else(|| ManifestError::NonUtf8(path.into()))?;
+        let rel_str = rel_str.replace(std::path::MAIN_SEPARATOR, "/");
+        if rel_str == ".deskew" || rel_str.starts_with(".deskew/") {
+            return Err(ManifestError::Reserved(path.into()));
+        }
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        if exclude.is_match(&rel_str) {
+            continue;
+        }
+        let key = Key::new(rel_str).map_err(|source| ManifestError::BadName { path: path.into(), source })?;
+        let source = if ft.is_symlink() {
+            let target = std::fs::canonicalize(path).map_err(|_| ManifestError::LinkBroken(path.into()))?;
+            if !target.starts_with(&root) {
+                return Err(ManifestError::LinkOutside { link: path.into(), target });
+            }
+            let tmeta = std::fs::metadata(&target).map_err(|source| ManifestError::Read { path: path.into(), source })?;
+            if tmeta.is_dir() {
+                return Err(ManifestError::LinkToDirectory(path.into()));
+            }
+            if !tmeta.is_file() {
+                return Err(ManifestError::NotAFile(path.into()));
+            }
+            target
+        } else if ft.is_file() {
+            path.to_path_buf()
+        } else {
+            return Err(ManifestError::NotAFile(path.into()));
+        };
+        found.push(Found { key, source });
+    }
+    if found.is_empty() {
+        return Err(ManifestError::Empty(dist.into()));
+    }
+    Ok(found)
+}
+
+fn hash_all(found: Vec<Found>, classifier: &Classifier) -> Result<Vec<ManifestFile>, ManifestError> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(found.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, ManifestFile)>, ManifestError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(f) = found.get(i) else { break };
+                        out.push((i, hash_one(f, classifier)?));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("hashing thread panicked")).collect()
+    });
+    let mut files = Vec::with_capacity(found.len());
+    for r in results {
+        files.extend(r?);
+    }
+    files.sort_by_key(|(i, _)| *i);
+    Ok(files.into_iter().map(|(_, f)| f).collect())
+}
+
+fn hash_one(f: &Found, classifier: &Classifier) -> Result<ManifestFile, ManifestError> {
+    let read_err = |source| ManifestError::Read { path: f.source.clone(), source };
+    let file = File::open(&f.source).map_err(read_err)?;
+    let (sha256, size) = hash_reader(file).map_err(read_err)?;
+    let class = classifier.classify(f.key.as_str());
+    Ok(ManifestFile {
+        content_type: crate::mime::content_type(f.key.as_str()),
+        cache_control: classify::cache_control(class).to_string(),
+        class,
+        path: f.key.clone(),
+        sha256,
+        size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, body: &[u8]) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+
+    #[test]
+    fn manifest_is_sorted_and_deterministic() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "index.html", b"<html></html>");
+        write(dir.path(), "assets/main-BcD3fG7h.js", b"console.log(1)");
+        write(dir.path(), "favicon.ico", b"ico");
+        let a = Manifest::from_dir(dir.path(), &BuildOptions::default()).unwrap();
+        let b = Manifest::from_dir(dir.path(), &BuildOptions::default()).unwrap();
+        assert_eq!(a.to_json(), b.to_json());
+        let paths: Vec<_> = a.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["assets/main-BcD3fG7h.js", "favicon.ico", "index.html"]);
+        assert_eq!(a.total, Totals { files: 3, bytes: 13 + 14 + 3 });
+        assert_eq!(a.file(&Key::new("index.html").unwrap()).unwrap().class, FileClass::Entry);
+        assert_eq!(a.files[0].sha256, sha256_hex(b"console.log(1)"));
+        assert_eq!(a.release.as_str(), &a.digest[..12]);
+    }
+
+    #[test]
+    fn empty_and_missing_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Manifest::from_dir(dir.path(), &BuildOptions::default()), Err(ManifestError::Empty(_))));
+        let missing = dir.path().join("nope");
+        assert!(matches!(Manifest::from_dir(&missing, &BuildOptions::default()), Err(ManifestError::Missing(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_inside_are_followed_outside_rejected() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", b"secret");
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "index.html", b"x");
+        std::os::unix::fs::symlink(dir.path().join("index.html"), dir.path().join("alias.html")).unwrap();
+        let m = Manifest::from_dir(dir.path(), &BuildOptions::default()).unwrap();
+        assert_eq!(m.files.len(), 2);
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("leak.txt")).unwrap();
+        let err = Manifest::from_dir(dir.path(), &BuildOptions::default()).unwrap_err();
+        assert!(matches!(err, ManifestError::LinkOutside { .. }), "{err}");
+    }
+
+    #[test]
+    fn reserved_names_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".deskew/releases/x.json", b"{}");
+        assert!(matches!(Manifest::from_dir(dir.path(), &BuildOptions::default()), Err(ManifestError::Reserved(_))));
+    }
+}

@@ -1,0 +1,234 @@
+//! Release ids and release records: what a publish leaves in the store about itself.
+//!
+//! A record holds the release's whole manifest, so every question about what a release needs
+//! (dedupe, retention, GC, verify, the probe's release matching) is answered from records, never
+//! by reading assets. A record is `pending` from before the first asset is written until every
+//! asset and entry file is stored; only then is it rewritten as `complete`.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::key::Key;
+use crate::layout;
+use crate::manifest::{self, FORMAT_VERSION, FileClass, Manifest, ManifestFile};
+use crate::time::Timestamp;
+
+/// A release id: 1 to 128 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ReleaseId(String);
+
+/// Why a string is not a release id.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid release id `{0}`: use 1 to 128 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`, not ending in `.json`")]
+pub struct ReleaseIdError(pub String);
+
+impl ReleaseId {
+    /// Validates `id`.
+    pub fn new(id: impl Into<String>) -> Result<ReleaseId, ReleaseIdError> {
+        let id = id.into();
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && !id.starts_with('.')
+            && !id.starts_with('-')
+            // `<id>.json` is the record and `<id>/` the entry folder: an id ending in `.json`
+            // would make one release's entry folder collide with another's record.
+            && !id.ends_with(".json")
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        if ok { Ok(ReleaseId(id)) } else { Err(ReleaseIdError(id)) }
+    }
+
+    /// The id a build gets from its content alone: the first 12 hex digits of its digest.
+    pub fn from_digest(digest: &str) -> ReleaseId {
+        ReleaseId(digest.chars().take(12).collect())
+    }
+
+    /// The id `publish` gives a build by default: UTC time plus the first 12 hex digits of its
+    /// digest (`20261126T043000Z-3f2a1c9b0d1e`), so ids sort by time and name their content.
+    pub fn timestamped(now: Timestamp, digest: &str) -> ReleaseId {
+        ReleaseId(format!("{}-{}", now.compact(), digest.chars().take(12).collect::<String>()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReleaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ReleaseId {
+    type Err = ReleaseIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReleaseId::new(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReleaseId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ReleaseId, D::Error> {
+        let s = String::deserialize(d)?;
+        ReleaseId::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether a release is fully stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseState {
+    /// Being published, or a publish that crashed: some files may be missing.
+    Pending,
+    /// Every file is stored.
+    Complete,
+}
+
+impl ReleaseState {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseState::Pending => "pending",
+            ReleaseState::Complete => "complete",
+        }
+    }
+}
+
+/// A release record, stored at `.deskew/releases/<id>.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    /// Format version, [`FORMAT_VERSION`].
+    pub version: u32,
+    /// The release id; equals the record's file name and `manifest.release`.
+    pub release: ReleaseId,
+    /// Pending or complete.
+    pub state: ReleaseState,
+    /// When the publish began (the pending record was first written).
+    pub created: Timestamp,
+    /// When the record was marked complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<Timestamp>,
+    /// The deskew that wrote it.
+    pub tool: String,
+    /// The release's whole manifest.
+    pub manifest: Manifest,
+}
+
+/// Why stored bytes are not a usable release record.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Not JSON, or not a record (an escaping path lands here too: keys are validated on parse).
+    #[error("release record `{key}` is corrupt")]
+    Parse {
+        /// The record's key.
+        key: Key,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Written by a newer deskew.
+    #[error("release record `{key}` has format version {found}; this deskew reads up to {FORMAT_VERSION}")]
+    Version {
+        /// The record's key.
+        key: Key,
+        /// Its version.
+        found: u32,
+    },
+    /// Fields that contradict each other or the file name.
+    #[error("release record `{key}` is inconsistent: {why}")]
+    Inconsistent {
+        /// The record's key.
+        key: Key,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl ReleaseRecord {
+    /// A new pending record for `manifest`.
+    pub fn pending(manifest: Manifest, created: Timestamp) -> ReleaseRecord {
+        ReleaseRecord {
+            version: FORMAT_VERSION,
+            release: manifest.release.clone(),
+            state: ReleaseState::Pending,
+            created,
+            completed: None,
+            tool: crate::tool_version(),
+            manifest,
+        }
+    }
+
+    /// Parses and checks the record stored at `key`: its id must match the key, its digest its
+    /// files, and every path must be a valid key (no `..`, no absolute path).
+    pub fn parse(key: &Key, bytes: &[u8]) -> Result<ReleaseRecord, RecordError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        if let Ok(v) = serde_json::from_slice::<VersionOnly>(bytes) {
+            if v.version > FORMAT_VERSION {
+                return Err(RecordError::Version { key: key.clone(), found: v.version });
+            }
+        }
+        let rec: ReleaseRecord =
+            serde_json::from_slice(bytes).map_err(|source| RecordError::Parse { key: key.clone(), source })?;
+        let bad = |why: String| Err(RecordError::Inconsistent { key: key.clone(), why });
+        if layout::record_key(&rec.release) != *key {
+            return bad(format!("it names release `{}`", rec.release));
+        }
+        if rec.manifest.release != rec.release {
+            return bad(format!("its manifest names release `{}`", rec.manifest.release));
+        }
+        if !rec.manifest.files.windows(2).all(|w| w[0].path < w[1].path) {
+            return bad("its files are not sorted and unique".into());
+        }
+        if manifest::digest(&rec.manifest.files) != rec.manifest.digest {
+            return bad("its digest does not match its files".into());
+        }
+        if let Some(f) = rec.manifest.files.iter().find(|f| f.path.is_under(&Key::new(layout::DESKEW_DIR).unwrap())) {
+            return bad(format!("file `{}` lies in deskew's own folder", f.path));
+        }
+        if rec.state == ReleaseState::Complete && rec.completed.is_none() {
+            return bad("it is complete but has no completion time".into());
+        }
+        Ok(rec)
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("record serialises");
+        s.push('\n');
+        s
+    }
+
+    /// Every file of the release with the store key it lives at.
+    pub fn stored_files(&self) -> impl Iterator<Item = (Key, &ManifestFile)> {
+        self.manifest.files.iter().map(|f| (layout::file_key(&self.release, f), f))
+    }
+
+    /// Bytes of all files.
+    pub fn bytes(&self) -> u64 {
+        self.manifest.total.bytes
+    }
+
+    /// Whether the release has a file of class `class` at `path`.
+    pub fn has(&self, class: FileClass, path: &Key) -> bool {
+        self.manifest.file(path).is_some_and(|f| f.class == class)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(ReleaseId::new("v1.2.3_rc-1").is_ok());
+        for bad in ["", "x.json", ".hidden", "-x", "a/b", "a b", "..", &"x".repeat(129)] {
+            assert!(ReleaseId::new(bad).is_err(), "{bad:?}");
+        }
+        let t = Timestamp::parse("2026-11-26T04:30:00Z").unwrap();
+        assert_eq!(ReleaseId::timestamped(t, "3f2a1c9b0d1e77").as_str(), "20261126T043000Z-3f2a1c9b0d1e");
+    }
+}

@@ -1,0 +1,108 @@
+//! Checking that releases are whole: every file each one references is in the store with the
+//! sha256 its record holds. Each stored object is read and hashed once, however many releases
+//! share it.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::key::Key;
+use crate::manifest::{FileClass, sha256_hex};
+use crate::release::{ReleaseId, ReleaseRecord};
+use crate::store::{Store, StoreError};
+
+/// What is wrong with a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Problem {
+    /// Not in the store.
+    Missing,
+    /// In the store with other content.
+    Corrupt {
+        /// sha256 of what is stored.
+        actual: String,
+    },
+}
+
+/// A file of a release that is not as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The release.
+    pub release: ReleaseId,
+    /// The file's path in the build.
+    pub path: Key,
+    /// Where it is stored.
+    pub key: Key,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+/// The result of a verify.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// Releases checked.
+    pub releases: Vec<ReleaseId>,
+    /// Distinct objects read.
+    pub objects: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Missing or corrupt files.
+    pub findings: Vec<Finding>,
+    /// Mutable files that a newer release replaced in place (expected, not a failure).
+    pub superseded: Vec<Finding>,
+}
+
+/// Checks `releases`; `all` (newest first) tells which newer release replaced a mutable file.
+pub async fn verify(
+    store: &dyn Store,
+    releases: &[&ReleaseRecord],
+    all: &[ReleaseRecord],
+    concurrency: usize,
+) -> Result<VerifyReport, StoreError> {
+    let listed: HashSet<Key> = store.list(None).await?.into_iter().map(|o| o.key).collect();
+    let keys: HashSet<Key> = releases.iter().flat_map(|r| r.stored_files().map(|(k, _)| k).collect::<Vec<_>>()).collect();
+    let to_read: Vec<Key> = keys.into_iter().filter(|k| listed.contains(k)).collect();
+    let hashes: Vec<(Key, Result<(String, u64), StoreError>)> = futures::stream::iter(to_read)
+        .map(|key| async move {
+            let r = store.get(&key).await.map(|b| (sha256_hex(&b), b.len() as u64));
+            (key, r)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut actual: HashMap<Key, String> = HashMap::new();
+    let mut report = VerifyReport { releases: releases.iter().map(|r| r.release.clone()).collect(), ..Default::default() };
+    for (key, r) in hashes {
+        match r {
+            Ok((sha, size)) => {
+                report.objects += 1;
+                report.bytes += size;
+                actual.insert(key, sha);
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for r in releases {
+        for (key, f) in r.stored_files() {
+            let problem = match actual.get(&key) {
+                None => Problem::Missing,
+                Some(sha) if *sha == f.sha256 => continue,
+                Some(sha) => Problem::Corrupt { actual: sha.clone() },
+            };
+            let finding = Finding { release: r.release.clone(), path: f.path.clone(), key: key.clone(), problem };
+            let replaced_by_newer = f.class == FileClass::Mutable
+                && matches!(&finding.problem, Problem::Corrupt { actual } if all.iter()
+                    .take_while(|o| o.release != r.release)
+                    .any(|o| o.manifest.file(&f.path).is_some_and(|n| &n.sha256 == actual)));
+            if replaced_by_newer {
+                report.superseded.push(finding);
+            } else {
+                report.findings.push(finding);
+            }
+        }
+    }
+    report.findings.sort_by(|a, b| (&a.release, &a.path).cmp(&(&b.release, &b.path)));
+    Ok(report)
+}

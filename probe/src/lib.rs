@@ -1,0 +1,1 @@
+//! The deployment downtime test. Not built yet: see issue 4.
