@@ -171,7 +171,7 @@ pub async fn wait_until_free(store: &dyn Store, max_wait: Duration) -> Result<()
                     return Err(LeaseError::Held { store: store.url().into(), holder: held.holder, expires: held.expires });
                 }
                 tracing::info!(holder = %held.holder, "waiting for a running gc to finish");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }

@@ -194,6 +194,7 @@ pub async fn publish(
     opts: &PublishOptions,
     progress: &dyn Progress,
 ) -> Result<PublishReport, PublishError> {
+    let started = std::time::Instant::now();
     let catalog = Catalog::load(store).await?;
     let mut ignored_records = Vec::new();
     for p in catalog.problems {
@@ -317,7 +318,7 @@ pub async fn publish(
 
     // Step 5.
     record.state = ReleaseState::Complete;
-    record.completed = Some(Timestamp::now().max(record.created));
+    record.completed = Some(Timestamp(opts.now.0 + started.elapsed()).max(record.created));
     let key = layout::record_key(&record.release);
     let put = PutOptions { content_type: Some("application/json".into()), ..PutOptions::default() };
     store.put(&key, Body::Bytes(Bytes::from(record.to_json())), &put).await?;

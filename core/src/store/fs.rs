@@ -34,24 +34,16 @@ impl FsStore {
     /// without, it must exist (every other command: a typo must not look like an empty store).
     pub fn open(root: &Path, create: bool) -> Result<FsStore, StoreError> {
         let url = format!("file://{}", std::path::absolute(root).unwrap_or_else(|_| root.into()).display());
-        let err = |source: io::Error| StoreError::Backend { op: Op::List, store: url.clone(), key: String::new(), source: source.into() };
+        let err = |e: io::Error| StoreError::Unusable { store: url.clone(), why: format!("cannot be opened: {e}") };
         if create {
             fs::create_dir_all(root).map_err(err)?;
         }
+        let unusable = |why: &str| StoreError::Unusable { store: url.clone(), why: why.into() };
         let meta = fs::metadata(root).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                StoreError::Backend {
-                    op: Op::List,
-                    store: url.clone(),
-                    key: String::new(),
-                    source: "the store directory does not exist".into(),
-                }
-            } else {
-                err(e)
-            }
+            if e.kind() == io::ErrorKind::NotFound { unusable("does not exist") } else { err(e) }
         })?;
         if !meta.is_dir() {
-            return Err(err(io::Error::other("not a directory")));
+            return Err(unusable("is not a directory"));
         }
         Ok(FsStore { root: root.to_path_buf(), url })
     }

@@ -142,6 +142,14 @@ pub enum StoreError {
         /// The name as listed.
         name: String,
     },
+    /// The store as a whole cannot be used (missing directory, missing bucket, bad credentials).
+    #[error("store {store} {why}")]
+    Unusable {
+        /// The store's URL.
+        store: String,
+        /// What is wrong, as a predicate: "does not exist".
+        why: String,
+    },
     /// Anything else: I/O, network, permissions, server errors.
     #[error("failed to {op} `{key}` in {store}")]
     Backend {
