@@ -155,7 +155,7 @@ async fn run_locked(store: &dyn Store, opts: &GcOptions, mut lease: Option<&mut 
         delete_all(store, &keys, &sizes, &mut report).await?;
     }
     let records = report.plan.records.clone();
-    if let Some(l) = lease.as_deref_mut() {
+    if let Some(l) = lease {
         l.renew(store, opts.lease_ttl).await?;
     }
     let sizes = vec![0; records.len()];

@@ -63,7 +63,8 @@ pub async fn verify(
     let listed: HashSet<Key> = store.list(None).await?.into_iter().map(|o| o.key).collect();
     let keys: HashSet<Key> = releases.iter().flat_map(|r| r.stored_files().map(|(k, _)| k).collect::<Vec<_>>()).collect();
     let to_read: Vec<Key> = keys.into_iter().filter(|k| listed.contains(k)).collect();
-    let hashes: Vec<(Key, Result<(String, u64), StoreError>)> = futures::stream::iter(to_read)
+    type Hashed = (Key, Result<(String, u64), StoreError>);
+    let hashes: Vec<Hashed> = futures::stream::iter(to_read)
         .map(|key| async move {
             let r = store.get(&key).await.map(|b| (sha256_hex(&b), b.len() as u64));
             (key, r)

@@ -1,0 +1,11 @@
+//! Integration tests of the `deskew` binary: real files in temp dirs, the real executable,
+//! exit codes, stdout JSON validated against the committed schemas, and snapshots of what
+//! humans read on stderr.
+
+mod errors;
+mod gc;
+mod manifest;
+mod publish;
+mod schemas;
+mod support;
+mod verify;

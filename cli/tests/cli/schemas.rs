@@ -1,0 +1,33 @@
+//! The committed schemas describe what deskew really writes: release records in the store.
+
+use crate::support::*;
+
+#[test]
+fn stored_release_records_match_the_schema() {
+    let t = Scratch::new();
+    run_ok(&["publish", &fixture("v1"), "--store", &t.store(), "--release", "v1"]);
+    let r: Run = deskew()
+        .args(["publish", &fixture("v2"), "--store", &t.store(), "--release", "v2", "--concurrency", "1"])
+        .env("DESKEW_TEST_ABORT_AFTER", "1")
+        .output()
+        .unwrap()
+        .into();
+    assert_ne!(r.code, 0);
+    for (id, state) in [("v1", "complete"), ("v2", "pending")] {
+        let rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.path(&format!("store/.deskew/releases/{id}.json"))).unwrap()).unwrap();
+        assert_eq!(rec["state"], state);
+        assert_schema("release", &rec);
+    }
+}
+
+#[test]
+fn schemas_reject_wrong_output() {
+    let m = run_ok(&["manifest", &fixture("v1"), "--json"]).json();
+    let mut bad = m.clone();
+    bad["files"][0]["path"] = "../escape.js".into();
+    let result = std::panic::catch_unwind(|| assert_schema("manifest", &bad));
+    assert!(result.is_err(), "an escaping path must not validate");
+    let mut bad = m;
+    bad["files"][0]["class"] = "hashed".into();
+    assert!(std::panic::catch_unwind(|| assert_schema("manifest", &bad)).is_err());
+}
