@@ -85,6 +85,21 @@ pub struct StoreArgs {
     /// The store: a directory, file:///path or s3://bucket/prefix.
     #[arg(long, env = "DESKEW_STORE", value_name = "URL")]
     pub store: String,
+    /// S3: a custom endpoint (MinIO, Garage, R2, SeaweedFS); AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL", help_heading = "S3")]
+    pub endpoint_url: Option<String>,
+    /// S3: the region (default: AWS_REGION, the profile, else us-east-1).
+    #[arg(long, value_name = "REGION", help_heading = "S3")]
+    pub region: Option<String>,
+    /// S3: path-style addressing (the default with a custom endpoint).
+    #[arg(long, conflicts_with = "virtual_hosted", help_heading = "S3")]
+    pub path_style: bool,
+    /// S3: virtual-hosted addressing (the default on AWS).
+    #[arg(long, help_heading = "S3")]
+    pub virtual_hosted: bool,
+    /// S3: PEM file of extra CA certificates to trust (default: AWS_CA_BUNDLE).
+    #[arg(long, value_name = "FILE", help_heading = "S3")]
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// The retention policy, when optional.
@@ -127,7 +142,7 @@ pub struct PublishArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Uploads in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: u16,
     /// Print the result as JSON on stdout.
     #[arg(long)]

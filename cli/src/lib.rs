@@ -60,8 +60,9 @@ fn init_logging(global: &args::GlobalArgs) {
     let default = match global.verbose {
         0 if global.quiet => "error",
         0 => "warn",
-        1 => "info,deskew_core=info,deskew_cli=info",
-        _ => "debug",
+        1 => "info",
+        // The SDK's own debug logs are noise (and carry request headers); keep them at info.
+        _ => "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_sdk_s3=info,aws_config=info,hyper=info,hyper_util=info,rustls=info,h2=info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

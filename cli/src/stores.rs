@@ -1,9 +1,21 @@
 //! Opening a store from its URL.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use deskew_s3::{S3Options, S3Store};
+
+use crate::args::StoreArgs;
 use deskew_core::Store;
 use deskew_core::store::fs::FsStore;
 use deskew_core::store::url::StoreUrl;
+
+/// What a command will do with the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Only reads (releases, verify): no probe writes.
+    Read,
+    /// Writes and deletes (publish, gc).
+    Write,
+}
 
 /// Whether a missing store may be created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,14 +26,26 @@ pub enum Create {
     No,
 }
 
-/// Opens the store at `url`.
-pub fn open(url: &str, create: Create) -> Result<Box<dyn Store>> {
+/// Opens the store named by `args`.
+pub async fn open(args: &StoreArgs, create: Create, access: Access) -> Result<Box<dyn Store>> {
+    let url = args.store.as_str();
     let parsed = StoreUrl::parse(url)?;
     match parsed {
         StoreUrl::File(path) => {
             let store = FsStore::open(&path, create == Create::Yes).with_context(|| format!("failed to open store `{url}`"))?;
             Ok(Box::new(store))
         }
-        StoreUrl::S3 { .. } => bail!("store `{url}`: S3 stores are not available in this build of deskew yet"),
+        StoreUrl::S3 { bucket, prefix } => {
+            let opts = S3Options {
+                endpoint_url: args.endpoint_url.clone(),
+                region: args.region.clone(),
+                path_style: if args.path_style { Some(true) } else if args.virtual_hosted { Some(false) } else { None },
+                ca_bundle: args.ca_bundle.clone(),
+                probe_conditional_writes: access == Access::Write,
+                ..S3Options::default()
+            };
+            let store = S3Store::connect(&bucket, &prefix, &opts).await.with_context(|| format!("failed to open store `{url}`"))?;
+            Ok(Box::new(store))
+        }
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::Status;
 use crate::args::GcArgs;
 use crate::printer::{Printer, bytes};
-use crate::stores::{self, Create};
+use crate::stores::{self, Access, Create};
 
 #[derive(Serialize)]
 struct Output<'a> {
@@ -21,7 +21,7 @@ struct Output<'a> {
 }
 
 pub async fn run(a: GcArgs, printer: &Printer) -> Result<Status> {
-    let store = stores::open(&a.store.store, Create::No)?;
+    let store = stores::open(&a.store, Create::No, Access::Write).await?;
     let opts = GcOptions {
         policy: Policy { keep: a.keep, keep_for: a.keep_for, pins: a.pins, grace: a.grace },
         dry_run: a.dry_run,

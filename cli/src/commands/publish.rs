@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::Status;
 use crate::args::PublishArgs;
 use crate::printer::{Printer, bytes};
-use crate::stores::{self, Create};
+use crate::stores::{self, Access, Create};
 
 /// `--json` output.
 #[derive(Serialize)]
@@ -59,8 +59,12 @@ pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
     if manifest.of_class(FileClass::Entry).next().is_none() {
         printer.warn(format_args!("no entry file (`*.html` or --entry) in `{}`", a.dist.display()));
     }
-    let store = stores::open(&a.store.store, if a.dry_run { Create::No } else { Create::Yes })
-        .or_else(|e| if a.dry_run { stores::open(&a.store.store, Create::Yes).map_err(|_| e) } else { Err(e) })?;
+    // A dry run writes nothing, not even the store's directory.
+    let store = if a.dry_run {
+        stores::open(&a.store, Create::No, Access::Read).await?
+    } else {
+        stores::open(&a.store, Create::Yes, Access::Write).await?
+    };
     let policy = super::policy(&a.policy);
     let release = manifest.release.clone();
     printer.status(if a.dry_run { "Planning" } else { "Publishing" }, format_args!("release {release} to {}", store.url()));

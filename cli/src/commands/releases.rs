@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::Status;
 use crate::args::ReleasesArgs;
 use crate::printer::{Printer, bytes};
-use crate::stores::{self, Create};
+use crate::stores::{self, Access, Create};
 
 #[derive(Serialize)]
 struct Row {
@@ -36,7 +36,7 @@ struct Output<'a> {
 }
 
 pub async fn run(a: ReleasesArgs, printer: &Printer) -> Result<Status> {
-    let store = stores::open(&a.store.store, Create::No)?;
+    let store = stores::open(&a.store, Create::No, Access::Read).await?;
     let now = super::now()?;
     let catalog = Catalog::load(store.as_ref()).await.with_context(|| format!("failed to read the releases of {}", store.url()))?;
     let policy = super::policy(&a.policy).unwrap_or_else(Policy::keep_all);

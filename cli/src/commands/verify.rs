@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::Status;
 use crate::args::VerifyArgs;
 use crate::printer::{Printer, bytes};
-use crate::stores::{self, Create};
+use crate::stores::{self, Access, Create};
 
 #[derive(Serialize)]
 struct Output<'a> {
@@ -22,7 +22,7 @@ struct Output<'a> {
 }
 
 pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
-    let store = stores::open(&a.store.store, Create::No)?;
+    let store = stores::open(&a.store, Create::No, Access::Read).await?;
     let records = Catalog::load(store.as_ref())
         .await?
         .into_clean()

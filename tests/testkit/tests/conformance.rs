@@ -12,3 +12,21 @@ mod fs {
 
     deskew_testkit::conformance_suite!(make, 100);
 }
+
+mod s3 {
+    use deskew_s3::{S3Options, S3Store};
+    use deskew_testkit::conformance::TestStore;
+
+    async fn make() -> TestStore {
+        let (endpoint, bucket, key, secret) = deskew_testkit::s3_server();
+        let opts = S3Options {
+            endpoint_url: Some(endpoint),
+            static_credentials: Some((key, secret)),
+            ..S3Options::default()
+        };
+        let store = S3Store::connect(&bucket, &deskew_testkit::unique_prefix("conformance"), &opts).await.unwrap();
+        TestStore { store: Box::new(store), guard: Box::new(()) }
+    }
+
+    deskew_testkit::conformance_suite!(make, 40);
+}

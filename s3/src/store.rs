@@ -1,0 +1,328 @@
+//! The [`Store`] implementation on aws-sdk-s3.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use bytes::Bytes;
+use deskew_core::Key;
+use deskew_core::store::{Body, Capabilities, ObjectMeta, Op, PutMode, PutOptions, Store, StoreError};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::config::{self, S3Options};
+use crate::errors::{self, S3Cause};
+
+/// An S3 bucket (and key prefix) as a deskew store.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// `""` or `"app/"`.
+    prefix: String,
+    url: String,
+    create_only: bool,
+    multipart_threshold: u64,
+    part_size: u64,
+}
+
+impl S3Store {
+    /// Connects to `s3://bucket/prefix`: builds the client, checks that the bucket answers, and
+    /// (when `opts.probe_conditional_writes`) finds out whether create-only writes really work.
+    pub async fn connect(bucket: &str, prefix: &str, opts: &S3Options) -> Result<S3Store, StoreError> {
+        let url = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
+        let built = config::build(&url, opts).await?;
+        let mut store = S3Store {
+            client: built.client,
+            bucket: bucket.into(),
+            prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
+            url: url.clone(),
+            create_only: false,
+            multipart_threshold: opts.multipart_threshold.max(5 * 1024 * 1024),
+            part_size: opts.part_size.max(5 * 1024 * 1024),
+        };
+        let unusable = |why: String| StoreError::Unusable { store: url.clone(), why };
+        if let Err(e) = store.client.head_bucket().bucket(bucket).send().await {
+            let (status, _) = errors::status_and_code(&e);
+            let why = match status {
+                _ if errors::is_unreachable(&e) => format!("is unreachable at {}: {}", built.endpoint, errors::describe(&e)),
+                Some(404) => format!("does not exist: no bucket `{bucket}` at {}", built.endpoint),
+                Some(401 | 403) => format!("refused access to bucket `{bucket}` (check the credentials): {}", errors::describe(&e)),
+                Some(301) => format!("is in another region than the one configured (--region): {}", errors::describe(&e)),
+                _ => format!("cannot be used: {}", errors::describe(&e)),
+            };
+            return Err(unusable(why));
+        }
+        if opts.probe_conditional_writes {
+            store.create_only = store.probe_create_only().await?;
+            if !store.create_only {
+                tracing::warn!("{url} does not honour create-only writes (If-None-Match: *)");
+            }
+        }
+        Ok(store)
+    }
+
+    fn full(&self, key: &Key) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    /// Writes a probe object twice with `If-None-Match: *`: the second write must be refused.
+    /// Some servers accept the header and overwrite anyway; those get `false`.
+    async fn probe_create_only(&self) -> Result<bool, StoreError> {
+        let nonce = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        let key = Key::new(format!(".deskew/probe/{nonce}")).expect("valid probe key");
+        let full = self.full(&key);
+        let put = |body: &'static [u8]| {
+            self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(body)).send()
+        };
+        let verdict = match put(b"first").await {
+            Err(e) => match errors::status_and_code(&e) {
+                (Some(400 | 501), _) => Ok(false),
+                _ => Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
+            },
+            Ok(_) => match put(b"second").await {
+                Ok(_) => Ok(false),
+                Err(e) => match errors::status_and_code(&e) {
+                    (Some(412 | 409), _) => Ok(true),
+                    _ => Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
+                },
+            },
+        };
+        let _ = self.client.delete_object().bucket(&self.bucket).key(&full).send().await;
+        verdict
+    }
+
+    async fn put_multipart(&self, key: &Key, path: &Path, opts: &PutOptions) -> Result<(), StoreError> {
+        let full = self.full(key);
+        let io = |e: std::io::Error| StoreError::Backend { op: Op::Put, store: self.url.clone(), key: key.to_string(), source: e.into() };
+        let mut create = self.client.create_multipart_upload().bucket(&self.bucket).key(&full);
+        if let Some(ct) = &opts.content_type {
+            create = create.content_type(ct);
+        }
+        if let Some(cc) = &opts.cache_control {
+            create = create.cache_control(cc);
+        }
+        if let Some(sha) = &opts.sha256 {
+            create = create.metadata("sha256", sha);
+        }
+        let upload = create.send().await.map_err(|e| errors::backend(&self.url, Op::Put, key.as_str(), e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_string();
+        let result: Result<(), StoreError> = async {
+            let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+            let mut hasher = Sha256::new();
+            let mut parts = Vec::new();
+            let mut number = 1;
+            loop {
+                let mut buf = Vec::with_capacity(self.part_size as usize);
+                let n = (&mut file).take(self.part_size).read_to_end(&mut buf).await.map_err(io)?;
+                if n == 0 && number > 1 {
+                    break;
+                }
+                hasher.update(&buf);
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(buf))
+                    .send()
+                    .await
+                    .map_err(|e| errors::backend(&self.url, Op::Put, key.as_str(), e))?;
+                parts.push(CompletedPart::builder().part_number(number).set_e_tag(part.e_tag().map(str::to_string)).build());
+                number += 1;
+                if (n as u64) < self.part_size {
+                    break;
+                }
+            }
+            let actual = hex::encode(hasher.finalize());
+            if let Some(expected) = &opts.sha256 {
+                if *expected != actual {
+                    return Err(StoreError::Checksum { store: self.url.clone(), key: key.to_string(), expected: expected.clone(), actual });
+                }
+            }
+            let mut complete = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+            if opts.mode == PutMode::Create && self.create_only {
+                complete = complete.if_none_match("*");
+            }
+            complete.send().await.map_err(|e| self.put_error(key, opts, e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload_id).send().await;
+        }
+        result
+    }
+
+    fn put_error<E>(&self, key: &Key, opts: &PutOptions, e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+    where
+        E: std::error::Error + Send + Sync + 'static + aws_sdk_s3::error::ProvideErrorMetadata,
+    {
+        if opts.mode == PutMode::Create && matches!(errors::status_and_code(&e).0, Some(412 | 409)) {
+            return StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() };
+        }
+        errors::backend(&self.url, Op::Put, key.as_str(), e)
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { create_only: self.create_only }
+    }
+
+    async fn put(&self, key: &Key, body: Body, opts: &PutOptions) -> Result<(), StoreError> {
+        if let Body::File(path) = &body {
+            let len = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| StoreError::Backend { op: Op::Put, store: self.url.clone(), key: key.to_string(), source: e.into() })?
+                .len();
+            if len > self.multipart_threshold {
+                return self.put_multipart(key, path, opts).await;
+            }
+        }
+        if opts.mode == PutMode::Create && !self.create_only {
+            // Best effort on servers without conditional writes: not atomic, documented.
+            match self.client.head_object().bucket(&self.bucket).key(self.full(key)).send().await {
+                Ok(_) => return Err(StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() }),
+                Err(e) if matches!(errors::status_and_code(&e).0, Some(404)) => {}
+                Err(e) => return Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
+            }
+        }
+        let stream = match body {
+            Body::Bytes(b) => ByteStream::from(b),
+            Body::File(path) => ByteStream::from_path(&path)
+                .await
+                .map_err(|e| StoreError::Backend { op: Op::Put, store: self.url.clone(), key: key.to_string(), source: Box::new(S3Cause(e.to_string())) })?,
+        };
+        let mut req = self.client.put_object().bucket(&self.bucket).key(self.full(key)).body(stream);
+        if let Some(ct) = &opts.content_type {
+            req = req.content_type(ct);
+        }
+        if let Some(cc) = &opts.cache_control {
+            req = req.cache_control(cc);
+        }
+        if let Some(sha) = &opts.sha256 {
+            req = req.metadata("sha256", sha);
+        }
+        if opts.mode == PutMode::Create && self.create_only {
+            req = req.if_none_match("*");
+        }
+        req.send().await.map_err(|e| self.put_error(key, opts, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
+        let out = match self.client.get_object().bucket(&self.bucket).key(self.full(key)).send().await {
+            Ok(o) => o,
+            Err(e) if matches!(errors::status_and_code(&e).0, Some(404)) => {
+                return Err(StoreError::NotFound { store: self.url.clone(), key: key.to_string() });
+            }
+            Err(e) => return Err(errors::backend(&self.url, Op::Get, key.as_str(), e)),
+        };
+        let data = out.body.collect().await.map_err(|e| StoreError::Backend {
+            op: Op::Get,
+            store: self.url.clone(),
+            key: key.to_string(),
+            source: Box::new(S3Cause(e.to_string())),
+        })?;
+        Ok(data.into_bytes())
+    }
+
+    async fn list(&self, prefix: Option<&Key>) -> Result<Vec<ObjectMeta>, StoreError> {
+        let full_prefix = match prefix {
+            Some(p) => format!("{}{}/", self.prefix, p),
+            None => self.prefix.clone(),
+        };
+        let mut out = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| errors::backend(&self.url, Op::List, &full_prefix, e))?;
+            for obj in page.contents() {
+                let Some(name) = obj.key() else { continue };
+                let rel = name.strip_prefix(&self.prefix).unwrap_or(name);
+                // Zero-byte "folder" markers made by consoles are not objects of ours.
+                if rel.ends_with('/') && obj.size().unwrap_or(0) == 0 {
+                    continue;
+                }
+                let key = Key::new(rel).map_err(|_| StoreError::InvalidName { store: self.url.clone(), name: name.into() })?;
+                let modified = obj
+                    .last_modified()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                out.push(ObjectMeta { key, size: obj.size().unwrap_or(0).max(0) as u64, modified });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| if matches!(errors::status_and_code(&e).0, Some(404)) { Ok(()) } else { Err(errors::backend(&self.url, Op::Delete, key.as_str(), e)) })
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> Vec<Result<(), StoreError>> {
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(1000) {
+            let ids: Vec<ObjectIdentifier> = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(self.full(k)).build().expect("key is set"))
+                .collect();
+            let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().expect("objects are set");
+            match self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await {
+                Ok(out) => {
+                    // Quiet mode reports only the keys that failed; check each one.
+                    let failed: std::collections::HashMap<String, String> = out
+                        .errors()
+                        .iter()
+                        .filter_map(|e| e.key().map(|k| (k.to_string(), format!("{} {}", e.code().unwrap_or("error"), e.message().unwrap_or("")))))
+                        .collect();
+                    for k in chunk {
+                        results.push(match failed.get(&self.full(k)) {
+                            None => Ok(()),
+                            Some(why) => Err(StoreError::Backend {
+                                op: Op::Delete,
+                                store: self.url.clone(),
+                                key: k.to_string(),
+                                source: Box::new(S3Cause(why.trim().to_string())),
+                            }),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let why = errors::describe(&e);
+                    for k in chunk {
+                        results.push(Err(StoreError::Backend {
+                            op: Op::Delete,
+                            store: self.url.clone(),
+                            key: k.to_string(),
+                            source: Box::new(S3Cause(why.clone())),
+                        }));
+                    }
+                }
+            }
+        }
+        results
+    }
+}
