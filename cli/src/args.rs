@@ -97,6 +97,9 @@ pub struct StoreArgs {
     /// S3: virtual-hosted addressing (the default on AWS).
     #[arg(long, help_heading = "S3")]
     pub virtual_hosted: bool,
+    /// S3: attempts per request before giving up (throttling, 5xx, timeouts, dropped connections).
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20), help_heading = "S3")]
+    pub max_attempts: u32,
     /// S3: PEM file of extra CA certificates to trust (default: AWS_CA_BUNDLE).
     #[arg(long, value_name = "FILE", help_heading = "S3")]
     pub ca_bundle: Option<PathBuf>,

@@ -41,6 +41,7 @@ pub async fn open(args: &StoreArgs, create: Create, access: Access) -> Result<Bo
                 region: args.region.clone(),
                 path_style: if args.path_style { Some(true) } else if args.virtual_hosted { Some(false) } else { None },
                 ca_bundle: args.ca_bundle.clone(),
+                max_attempts: args.max_attempts,
                 probe_conditional_writes: access == Access::Write,
                 ..S3Options::default()
             };

@@ -52,7 +52,7 @@ impl Default for S3Options {
             region: None,
             path_style: None,
             ca_bundle: None,
-            max_attempts: 5,
+            max_attempts: 6,
             initial_backoff: Duration::from_millis(200),
             connect_timeout: Duration::from_secs(5),
             multipart_threshold: 16 * 1024 * 1024,

@@ -6,6 +6,7 @@ mod errors;
 mod gc;
 mod manifest;
 mod publish;
+mod s3;
 mod schemas;
 mod support;
 mod verify;

@@ -4,6 +4,8 @@
 
 pub mod conformance;
 pub mod fixtures;
+pub mod proxy;
+pub mod tls;
 pub mod wrappers;
 
 pub use fixtures::{fixture_dist, synthetic_build};

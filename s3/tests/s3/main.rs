@@ -1,0 +1,166 @@
+//! Tests of the S3 backend against the real SeaweedFS server the test command starts: what only
+//! S3 has (headers, metadata, multipart, conditional-write detection, TLS, retries). The
+//! backend-independent behaviour is in the conformance suite (`deskew-testkit`).
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use deskew_core::manifest::{BuildOptions, Manifest};
+use deskew_core::publish::{self, NoProgress, PublishOptions};
+use deskew_core::release::ReleaseId;
+use deskew_core::store::{Body, PutOptions, Store, StoreError};
+use deskew_core::{Key, lease};
+use deskew_s3::{S3Options, S3Store};
+use deskew_testkit::proxy::FaultProxy;
+
+fn opts(endpoint: &str) -> S3Options {
+    let (_, _, key, secret) = deskew_testkit::s3_server();
+    S3Options { endpoint_url: Some(endpoint.into()), static_credentials: Some((key, secret)), ..S3Options::default() }
+}
+
+async fn connect(endpoint: &str, prefix: &str) -> Result<S3Store, StoreError> {
+    let (_, bucket, _, _) = deskew_testkit::s3_server();
+    S3Store::connect(&bucket, prefix, &opts(endpoint)).await
+}
+
+fn endpoint() -> String {
+    deskew_testkit::s3_server().0
+}
+
+async fn publish_fixture(store: &dyn Store, version: &str) -> Manifest {
+    let dist = deskew_testkit::fixture_dist(version);
+    let m = Manifest::from_dir(&dist, &BuildOptions { release: Some(ReleaseId::new(version).unwrap()), ..Default::default() }).unwrap();
+    publish::publish(store, &dist, m.clone(), &PublishOptions::default(), &NoProgress).await.unwrap();
+    m
+}
+
+#[tokio::test]
+async fn seaweedfs_honours_create_only_writes() {
+    let store = connect(&endpoint(), &deskew_testkit::unique_prefix("caps")).await.unwrap();
+    assert!(store.capabilities().create_only, "SeaweedFS refuses a second If-None-Match: * write; the probe must see that");
+}
+
+/// A server that accepts `If-None-Match: *` and overwrites anyway is detected, and GC refuses to
+/// pretend it holds a lease there.
+#[tokio::test]
+async fn a_server_ignoring_conditional_writes_is_detected() {
+    let proxy = FaultProxy::start(&endpoint()).await;
+    proxy.faults.ignore_conditional_puts.store(true, Ordering::SeqCst);
+    let store = connect(&proxy.url, &deskew_testkit::unique_prefix("nocas")).await.unwrap();
+    assert!(!store.capabilities().create_only);
+    let err = lease::Lease::acquire(&store, std::time::Duration::from_secs(10)).await.unwrap_err();
+    assert!(err.to_string().contains("does not honour create-only writes"), "{err}");
+    // Publishing still works: the pending record is written with a check-then-put.
+    publish_fixture(&store, "v1").await;
+}
+
+/// Objects carry Content-Type, Cache-Control and the sha256 metadata; read back with a second,
+/// independent client: the AWS CLI.
+#[tokio::test]
+async fn objects_carry_headers_read_back_by_the_aws_cli() {
+    let (ep, bucket, key, secret) = deskew_testkit::s3_server();
+    let prefix = deskew_testkit::unique_prefix("headers");
+    let store = connect(&ep, &prefix).await.unwrap();
+    let m = publish_fixture(&store, "v1").await;
+    let head = |object: &str| -> serde_json::Value {
+        let out = std::process::Command::new("aws")
+            .args(["s3api", "head-object", "--bucket", &bucket, "--key", &format!("{prefix}/{object}"), "--endpoint-url", &ep, "--output", "json"])
+            .env("AWS_ACCESS_KEY_ID", &key)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("the aws CLI (PyPI awscli) is needed; scripts/test installs it");
+        assert!(out.status.success(), "aws s3api head-object {object}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let find = |suffix: &str| m.files.iter().find(|f| f.path.as_str().ends_with(suffix)).unwrap().clone();
+    for (suffix, ct, cc) in [
+        (".js", "text/javascript; charset=utf-8", "public, max-age=31536000, immutable"),
+        (".css", "text/css; charset=utf-8", "public, max-age=31536000, immutable"),
+        (".woff2", "font/woff2", "public, max-age=31536000, immutable"),
+        (".wasm", "application/wasm", "public, max-age=31536000, immutable"),
+        ("robots.txt", "text/plain; charset=utf-8", "public, max-age=300, must-revalidate"),
+    ] {
+        let f = find(suffix);
+        let h = head(f.path.as_str());
+        assert_eq!(h["ContentType"], ct, "{suffix}");
+        assert_eq!(h["CacheControl"], cc, "{suffix}");
+        assert_eq!(h["Metadata"]["sha256"], f.sha256.as_str(), "{suffix}");
+        assert_eq!(h["ContentLength"], f.size, "{suffix}");
+    }
+    let index = find("index.html");
+    let h = head(&format!(".deskew/releases/v1/{}", index.path));
+    assert_eq!(h["ContentType"], "text/html; charset=utf-8");
+    assert_eq!(h["CacheControl"], "no-cache");
+    assert_eq!(h["Metadata"]["sha256"], index.sha256.as_str());
+}
+
+/// A large file goes up in parts and comes back whole, with its sha256 as metadata.
+#[tokio::test]
+async fn large_files_use_multipart() {
+    let store = connect(&endpoint(), &deskew_testkit::unique_prefix("multipart")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    let data: Vec<u8> = (0..(17 * 1024 * 1024u32)).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let sha = deskew_core::manifest::sha256_hex(&data);
+    let key = Key::new("assets/big.0123abcd.bin").unwrap();
+    store.put(&key, Body::File(path.clone()), &PutOptions { sha256: Some(sha.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Bytes::from(data.clone()));
+    // A body that does not match its expected sha256 is refused and the upload aborted.
+    let err = store.put(&Key::new("assets/bad.bin").unwrap(), Body::File(path), &PutOptions { sha256: Some("0".repeat(64)), ..Default::default() }).await.unwrap_err();
+    assert!(matches!(err, StoreError::Checksum { .. }), "{err}");
+    let listed: Vec<String> = store.list(None).await.unwrap().into_iter().map(|o| o.key.to_string()).collect();
+    assert_eq!(listed, ["assets/big.0123abcd.bin"]);
+}
+
+/// Throttling (503 SlowDown) for a while: the SDK's bounded retries ride it out.
+#[tokio::test]
+async fn publish_survives_throttling() {
+    let proxy = FaultProxy::start(&endpoint()).await;
+    let store = connect(&proxy.url, &deskew_testkit::unique_prefix("slowdown")).await.unwrap();
+    // Four 503s in a row land on one request (the first listing) and on the ones after it.
+    proxy.faults.fail_next.store(4, Ordering::SeqCst);
+    publish_fixture(&store, "v2").await;
+    assert_eq!(proxy.faults.throttled.load(Ordering::SeqCst), 4);
+    deskew_testkit::conformance::assert_complete_releases_whole(&store).await;
+}
+
+/// Throttling that never ends fails the publish (bounded retries), leaving a pending record.
+#[tokio::test]
+async fn endless_throttling_fails_bounded() {
+    let proxy = FaultProxy::start(&endpoint()).await;
+    let (_, bucket, _, _) = deskew_testkit::s3_server();
+    let o = S3Options { max_attempts: 3, ..opts(&proxy.url) };
+    let store = S3Store::connect(&bucket, &deskew_testkit::unique_prefix("throttled"), &o).await.unwrap();
+    proxy.faults.fail_next.store(usize::MAX, Ordering::SeqCst);
+    let dist = deskew_testkit::fixture_dist("v1");
+    let m = Manifest::from_dir(&dist, &BuildOptions::default()).unwrap();
+    let started = std::time::Instant::now();
+    let err = publish::publish(&store, &dist, m, &PublishOptions::default(), &NoProgress).await.unwrap_err();
+    let msg = publish::error_chain(&err);
+    assert!(msg.contains("SlowDown"), "{msg}");
+    assert!(proxy.faults.throttled.load(Ordering::SeqCst) >= 3, "three attempts, then give up");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+/// HTTPS with a custom CA bundle: trusted with the bundle, refused without it.
+#[tokio::test]
+async fn https_endpoint_with_custom_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = deskew_testkit::tls::make_test_ca(&dir.path().join("ca"));
+    let proxy = FaultProxy::start_tls(&endpoint(), &ca.cert_pem, &ca.key_pem).await;
+    assert!(proxy.url.starts_with("https://"));
+    let (_, bucket, _, _) = deskew_testkit::s3_server();
+    let prefix = deskew_testkit::unique_prefix("tls");
+    let mut o = opts(&proxy.url);
+    o.ca_bundle = Some(ca.ca_pem.clone());
+    let store = S3Store::connect(&bucket, &prefix, &o).await.unwrap();
+    publish_fixture(&store, "v1").await;
+    o.ca_bundle = Some(Path::new("/etc/ssl/certs/ca-certificates.crt").into());
+    o.max_attempts = 1;
+    let err = S3Store::connect(&bucket, &prefix, &o).await.unwrap_err();
+    assert!(err.to_string().contains("is unreachable"), "{err}");
+}
