@@ -1,6 +1,6 @@
 //! Opening a store from its URL.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use deskew_s3::{S3Options, S3Store};
 
 use crate::args::StoreArgs;
@@ -28,11 +28,11 @@ pub enum Create {
 
 /// Opens the store named by `args`.
 pub async fn open(args: &StoreArgs, create: Create, access: Access) -> Result<Box<dyn Store>> {
-    let url = args.store.as_str();
-    let parsed = StoreUrl::parse(url)?;
+    let parsed = StoreUrl::parse(&args.store)?;
     match parsed {
         StoreUrl::File(path) => {
-            let store = FsStore::open(&path, create == Create::Yes).with_context(|| format!("failed to open store `{url}`"))?;
+            // The error names the store and says what is wrong: one line, no extra context.
+            let store = FsStore::open(&path, create == Create::Yes)?;
             Ok(Box::new(store))
         }
         StoreUrl::S3 { bucket, prefix } => {
@@ -45,7 +45,7 @@ pub async fn open(args: &StoreArgs, create: Create, access: Access) -> Result<Bo
                 probe_conditional_writes: access == Access::Write,
                 ..S3Options::default()
             };
-            let store = S3Store::connect(&bucket, &prefix, &opts).await.with_context(|| format!("failed to open store `{url}`"))?;
+            let store = S3Store::connect(&bucket, &prefix, &opts).await?;
             Ok(Box::new(store))
         }
     }

@@ -47,7 +47,11 @@ impl S3Store {
         let unusable = |why: String| StoreError::Unusable { store: url.clone(), why };
         if let Err(e) = store.client.head_bucket().bucket(bucket).send().await {
             let (status, _) = errors::status_and_code(&e);
+            let described = errors::describe(&e);
             let why = match status {
+                None if described.contains("no providers in chain provided credentials") => {
+                    "has no credentials to use: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance role".to_string()
+                }
                 _ if errors::is_unreachable(&e) => format!("is unreachable at {}: {}", built.endpoint, errors::describe(&e)),
                 Some(404) => format!("does not exist: no bucket `{bucket}` at {}", built.endpoint),
                 Some(401 | 403) => format!("refused access to bucket `{bucket}` (check the credentials): {}", errors::describe(&e)),

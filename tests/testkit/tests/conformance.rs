@@ -10,7 +10,7 @@ mod fs {
         TestStore { store: Box::new(store), guard: Box::new(dir) }
     }
 
-    deskew_testkit::conformance_suite!(make, 100);
+    deskew_testkit::conformance_suite!(make, 200);
 }
 
 mod s3 {
@@ -28,5 +28,5 @@ mod s3 {
         TestStore { store: Box::new(store), guard: Box::new(()) }
     }
 
-    deskew_testkit::conformance_suite!(make, 40);
+    deskew_testkit::conformance_suite!(make, 200);
 }
