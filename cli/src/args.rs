@@ -49,6 +49,77 @@ pub enum Command {
     Gc(GcArgs),
     /// Check that every file of the kept (or given) releases is stored intact.
     Verify(VerifyArgs),
+    /// The deployment downtime test: load the page and everything it needs, continuously,
+    /// for a duration or around a deploy command; exit 1 if the SLO is missed.
+    #[command(after_help = "Example:\n  deskew probe http://127.0.0.1:8080/ --concurrency 8 --report probe.json -- kubectl rollout restart deploy/web --wait\n\nExit codes: 0 SLO met, 1 SLO missed (failed loads), 2 usage, deploy command or I/O error.")]
+    Probe(ProbeArgs),
+}
+
+/// `deskew probe` options.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The page to load (http or https).
+    pub url: String,
+    /// Loads in flight at once (closed model).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Loads started per second whatever their latency (open model); replaces --concurrency.
+    #[arg(long, value_name = "LOADS_PER_S", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Probe for this long (without a deploy command).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Traffic before the deploy command starts.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+    /// Traffic after the deploy command exits.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub settle: Duration,
+    /// Required percentage of successful loads.
+    #[arg(long, value_name = "PERCENT", default_value_t = 100.0, value_parser = parse_percent)]
+    pub slo: f64,
+    /// Timeout of each request.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Also fetch resources from this origin (e.g. a CDN, `https://cdn.example.com`); repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+    /// The store the site's assets come from: match pages to releases and fetch every asset of
+    /// the page's release, lazy chunks included. Only read.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// S3 options for --store.
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write a JUnit XML file here (one test case per failure group).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Print the JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The deploy command, after `--`; traffic runs around it.
+    #[arg(last = true, value_name = "DEPLOY COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// S3 options where the store is optional.
+#[derive(Debug, Args, Clone, Default)]
+pub struct S3Args {
+    /// S3: a custom endpoint; AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL", help_heading = "S3")]
+    pub endpoint_url: Option<String>,
+    /// S3: the region.
+    #[arg(long, value_name = "REGION", help_heading = "S3")]
+    pub region: Option<String>,
+    /// S3: PEM file of extra CA certificates to trust (default: AWS_CA_BUNDLE).
+    #[arg(long, value_name = "FILE", help_heading = "S3")]
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// How files are classified.
@@ -205,6 +276,20 @@ pub struct VerifyArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 10_000.0 => Ok(r),
+        _ => Err(format!("`{s}` is not a rate: give loads per second, more than 0 and at most 10000")),
+    }
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a percentage from 0 to 100")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -95,6 +95,22 @@ impl Printer {
     }
 }
 
+impl Printer {
+    /// A spinner with a message on stderr, hidden when not on a terminal.
+    pub fn spinner(&self, what: &str) -> ProgressBar {
+        if !self.bars {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{prefix:>12.cyan.bold} {spinner} {elapsed} {msg}").expect("valid template"),
+        );
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+        bar.set_prefix(what.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    }
+}
+
 /// Whether an error is a closed stdout (`deskew releases --json | head`): exit quietly.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {

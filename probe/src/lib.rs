@@ -1,1 +1,57 @@
-//! The deployment downtime test. Not built yet: see issue 4.
+//! The deployment downtime test: loads a page and every resource it needs, again and again
+//! while a deploy runs, and reports every failed load with its reason.
+//!
+//! A load fetches the page as a new browser tab would (its own connections, at most six at once
+//! per origin), then everything the page references, then what stylesheets and JavaScript modules
+//! reference in turn (lazy route chunks behind dynamic `import()` included). A load fails when any
+//! of those answers with a status >= 400, a network error, a timeout or a truncated body.
+//! Failures are data in the report, never errors of the run.
+//!
+//! Architecture invariant: the probe never writes to the store. With a store it only reads
+//! release records, to tell which release a page came from and whom a missing asset belonged to.
+
+pub mod extract;
+pub mod load;
+pub mod releases;
+pub mod report;
+pub mod run;
+
+pub use load::{Cause, Failure, LoadSample, Loader, LoaderOptions};
+pub use report::Report;
+pub use run::{Probe, ProbeOptions, Traffic, Until};
+
+/// Why a probe could not run (as opposed to loads that failed, which are results).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The URL is not usable.
+    #[error("invalid URL `{url}`: {why}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        why: String,
+    },
+    /// The first load could not reach the page at all.
+    #[error("cannot load {url}: {why}")]
+    Preflight {
+        /// The URL.
+        url: String,
+        /// Why.
+        why: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("failed to set up the HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// The deploy command could not be started.
+    #[error("failed to start the deploy command `{command}`")]
+    Command {
+        /// The command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the store's releases failed.
+    #[error("failed to read the releases of the store")]
+    Store(#[from] deskew_core::StoreError),
+}

@@ -2,6 +2,7 @@
 
 mod gc;
 mod manifest;
+mod probe;
 mod publish;
 mod releases;
 mod verify;
@@ -24,6 +25,7 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<Status> {
         Command::Releases(a) => releases::run(a, printer).await,
         Command::Gc(a) => gc::run(a, printer).await,
         Command::Verify(a) => verify::run(a, printer).await,
+        Command::Probe(a) => probe::run(a, printer).await,
     }
 }
 

@@ -1,0 +1,341 @@
+//! One page load: the page, then every resource it needs, each on the load's own connections.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use deskew_core::ReleaseId;
+use tokio::sync::RwLock;
+
+use crate::extract::{self, Kind};
+use crate::releases::{Owner, ReleaseIndex};
+
+/// Why one request of a load failed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Cause {
+    /// The server answered with an error status.
+    Status {
+        /// The status code.
+        status: u16,
+    },
+    /// No answer: connection refused or reset, DNS, TLS.
+    Network {
+        /// What the client said.
+        message: String,
+    },
+    /// No complete answer in time.
+    Timeout,
+    /// The body ended before its announced length.
+    Truncated {
+        /// What the client said.
+        message: String,
+    },
+    /// The page is not HTML.
+    NotHtml {
+        /// Its content type.
+        content_type: String,
+    },
+    /// Redirects went round in a loop or too deep.
+    Redirects {
+        /// What the client said.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::Status { status } => write!(f, "HTTP {status}"),
+            Cause::Network { message } => write!(f, "network error: {message}"),
+            Cause::Timeout => write!(f, "timeout"),
+            Cause::Truncated { message } => write!(f, "truncated body: {message}"),
+            Cause::NotHtml { content_type } => write!(f, "not HTML ({content_type})"),
+            Cause::Redirects { message } => write!(f, "redirects: {message}"),
+        }
+    }
+}
+
+/// One failed request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The URL.
+    pub url: String,
+    /// Why.
+    pub cause: Cause,
+    /// With a store: whom the missing asset belongs to, when it failed.
+    pub owner: Option<Owner>,
+}
+
+/// The outcome of one load.
+#[derive(Clone, Debug, Default)]
+pub struct LoadSample {
+    /// When it started, since the probe started.
+    pub started: Duration,
+    /// How long it took.
+    pub duration: Duration,
+    /// Requests made (page included).
+    pub requests: usize,
+    /// Failed requests; empty for a successful load.
+    pub failures: Vec<Failure>,
+    /// sha256 of the page body, to match it to a release.
+    pub page_sha256: Option<String>,
+    /// With a store: the release the page came from.
+    pub release: Option<ReleaseId>,
+    /// Paths (URL paths) of every resource fetched, for release-aware checks.
+    pub fetched: Vec<String>,
+}
+
+impl LoadSample {
+    /// Whether every request succeeded.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// How loads are made.
+#[derive(Clone, Debug)]
+pub struct LoaderOptions {
+    /// Timeout of each request.
+    pub timeout: Duration,
+    /// Requests in flight at once per load (browsers use 6 per origin).
+    pub per_load_connections: usize,
+    /// Origins besides the page's whose resources are fetched too.
+    pub allow_origins: Vec<String>,
+    /// Extra paths to fetch in every load, relative to the page's base.
+    pub extra_paths: Vec<String>,
+    /// With a store: release records, to fetch every asset of the page's release and to say
+    /// whom a missing asset belongs to.
+    pub releases: Option<Arc<RwLock<ReleaseIndex>>>,
+}
+
+impl Default for LoaderOptions {
+    fn default() -> Self {
+        LoaderOptions {
+            timeout: Duration::from_secs(10),
+            per_load_connections: 6,
+            allow_origins: Vec::new(),
+            extra_paths: Vec::new(),
+            releases: None,
+        }
+    }
+}
+
+/// Makes loads of one page.
+#[derive(Clone)]
+pub struct Loader {
+    url: Url,
+    opts: LoaderOptions,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+fn tls_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+impl Loader {
+    /// A loader for `url`.
+    pub fn new(url: &str, opts: LoaderOptions) -> Result<Loader, crate::ProbeError> {
+        let parsed = Url::parse(url).map_err(|e| crate::ProbeError::Url { url: url.into(), why: e.to_string() })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(crate::ProbeError::Url { url: url.into(), why: "only http and https URLs can be probed".into() });
+        }
+        Ok(Loader { url: parsed, opts, tls: Arc::new(tls_config()) })
+    }
+
+    /// The page URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// A client with its own connection pool, as a new browser tab has.
+    fn client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured((*self.tls).clone())
+            .timeout(self.opts.timeout)
+            .connect_timeout(self.opts.timeout)
+            .pool_max_idle_per_host(self.opts.per_load_connections)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .user_agent(concat!("deskew-probe/", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
+
+    fn allowed(&self, u: &Url) -> bool {
+        let origin = u.origin().ascii_serialization();
+        u.origin() == self.url.origin() || self.opts.allow_origins.iter().any(|o| o.trim_end_matches('/') == origin)
+    }
+
+    /// Makes one load. `started` is its start time relative to the probe's start.
+    pub async fn load(&self, started: Duration) -> LoadSample {
+        let t0 = Instant::now();
+        let mut sample = LoadSample { started, ..LoadSample::default() };
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(e) => {
+                sample.failures.push(Failure { url: self.url.to_string(), cause: Cause::Network { message: chain(&e) }, owner: None });
+                return sample;
+            }
+        };
+        sample.requests += 1;
+        let page = match fetch(&client, &self.url, true).await {
+            Ok(f) => f,
+            Err(cause) => {
+                sample.failures.push(Failure { url: self.url.to_string(), cause, owner: None });
+                sample.duration = t0.elapsed();
+                return sample;
+            }
+        };
+        sample.page_sha256 = Some(deskew_core::manifest::sha256_hex(&page.body));
+        let text = String::from_utf8_lossy(&page.body);
+        let (base, refs) = extract::html::references(&text);
+        let base_url = base.and_then(|b| page.url.join(&b).ok()).unwrap_or(page.url.clone());
+
+        let mut seen: HashSet<Url> = HashSet::new();
+        seen.insert(page.url.clone());
+        let mut queue: Vec<(Url, Kind)> = Vec::new();
+        let enqueue = |u: Url, kind: Kind, seen: &mut HashSet<Url>, queue: &mut Vec<(Url, Kind)>| {
+            let mut u = u;
+            u.set_fragment(None);
+            if self.allowed(&u) && seen.insert(u.clone()) {
+                queue.push((u, kind));
+            }
+        };
+        for r in refs {
+            if let Ok(u) = base_url.join(r.href.trim()) {
+                enqueue(u, r.kind, &mut seen, &mut queue);
+            }
+        }
+        let mut extra = self.opts.extra_paths.clone();
+        if let Some(index) = &self.opts.releases {
+            let index = index.read().await;
+            if let Some(release) = sample.page_sha256.as_deref().and_then(|sha| index.release_of_page(sha)) {
+                sample.release = Some(release.clone());
+                extra.extend(index.assets_of(release).iter().cloned());
+            }
+        }
+        for p in &extra {
+            if let Ok(u) = base_url.join(p) {
+                let kind = extract::kind_of_path(u.path());
+                enqueue(u, kind, &mut seen, &mut queue);
+            }
+        }
+
+        let limit = Arc::new(Semaphore::new(self.opts.per_load_connections.max(1)));
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while let Some((u, kind)) = queue.pop() {
+                let client = client.clone();
+                let limit = limit.clone();
+                in_flight.push(async move {
+                    let _permit = limit.acquire_owned().await.expect("semaphore open");
+                    let r = fetch(&client, &u, false).await;
+                    (u, kind, r)
+                });
+            }
+            let Some((u, kind, r)) = in_flight.next().await else { break };
+            sample.requests += 1;
+            sample.fetched.push(u.path().to_string());
+            match r {
+                Err(cause) => {
+                    let owner = match &self.opts.releases {
+                        Some(index) => {
+                            let rel = relative_path(&base_url, &u);
+                            Some(index.read().await.owner(&rel))
+                        }
+                        None => None,
+                    };
+                    sample.failures.push(Failure { url: u.to_string(), cause, owner });
+                }
+                Ok(fetched) => {
+                    let kind = if kind == Kind::Other { extract::kind_of_path(u.path()) } else { kind };
+                    let body = String::from_utf8_lossy(&fetched.body);
+                    let found = match kind {
+                        Kind::Script => extract::js::references(&body),
+                        Kind::Style => extract::css::references(&body),
+                        Kind::Other => Vec::new(),
+                    };
+                    for spec in found {
+                        if let Ok(next) = fetched.url.join(&spec) {
+                            let next_kind = extract::kind_of_path(next.path());
+                            enqueue(next, next_kind, &mut seen, &mut queue);
+                        }
+                    }
+                }
+            }
+        }
+        sample.duration = t0.elapsed();
+        sample
+    }
+}
+
+/// `u`'s path relative to the directory of `base` (the site root the store maps to).
+fn relative_path(base: &Url, u: &Url) -> String {
+    let dir = &base.path()[..base.path().rfind('/').map_or(0, |i| i + 1)];
+    u.path().strip_prefix(dir).unwrap_or(u.path().trim_start_matches('/')).to_string()
+}
+
+struct Fetched {
+    url: Url,
+    body: bytes::Bytes,
+}
+
+async fn fetch(client: &reqwest::Client, url: &Url, page: bool) -> Result<Fetched, Cause> {
+    let mut req = client.get(url.clone()).header("cache-control", "no-cache").header("pragma", "no-cache");
+    req = req.header("accept", if page { "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8" } else { "*/*" });
+    let resp = req.send().await.map_err(|e| classify(&e))?;
+    let status = resp.status().as_u16();
+    let final_url = resp.url().clone();
+    if status >= 400 {
+        // Drain the body so the connection can be reused by the rest of the load.
+        let _ = resp.bytes().await;
+        return Err(Cause::Status { status });
+    }
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = resp.bytes().await.map_err(|e| {
+        if e.is_timeout() { Cause::Timeout } else { Cause::Truncated { message: chain(&e) } }
+    })?;
+    if page && !content_type.to_ascii_lowercase().contains("html") {
+        return Err(Cause::NotHtml { content_type: if content_type.is_empty() { "no content type".into() } else { content_type } });
+    }
+    Ok(Fetched { url: final_url, body })
+}
+
+fn classify(e: &reqwest::Error) -> Cause {
+    if e.is_timeout() {
+        Cause::Timeout
+    } else if e.is_redirect() {
+        Cause::Redirects { message: chain(e) }
+    } else if e.is_body() || e.is_decode() {
+        Cause::Truncated { message: chain(e) }
+    } else {
+        Cause::Network { message: chain(e) }
+    }
+}
+
+/// An error and its sources, `: `-joined, without repeats.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}

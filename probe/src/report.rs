@@ -1,0 +1,369 @@
+//! The probe report: totals, failures grouped by URL and cause, a per-second timeline, latency
+//! percentiles, releases seen; as JSON (`schemas/probe-report.schema.json`), JUnit XML and a
+//! self-contained HTML page.
+
+use std::collections::BTreeMap;
+
+use deskew_core::ReleaseId;
+use deskew_core::time::Timestamp;
+use serde::Serialize;
+
+use crate::load::Cause;
+use crate::releases::Owner;
+use crate::run::{CommandRecord, RunResult, Traffic};
+
+/// Report format version.
+pub const REPORT_VERSION: u32 = 1;
+
+/// Loads and their outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct Loads {
+    /// Loads made.
+    pub total: u64,
+    /// Loads where every request succeeded.
+    pub ok: u64,
+    /// Loads with at least one failed request.
+    pub failed: u64,
+    /// `ok / total * 100`; 0 when nothing loaded.
+    pub success_percent: f64,
+}
+
+/// Requests over all loads.
+#[derive(Clone, Debug, Serialize)]
+pub struct Requests {
+    /// Requests made.
+    pub total: u64,
+    /// Requests that failed.
+    pub failed: u64,
+}
+
+/// The service level objective and whether it was met.
+#[derive(Clone, Debug, Serialize)]
+pub struct Slo {
+    /// Required success percentage.
+    pub target_percent: f64,
+    /// Whether `loads.success_percent >= target_percent` (and at least one load ran).
+    pub met: bool,
+}
+
+/// Page-load latency.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Slowest.
+    pub max: u64,
+}
+
+/// Failed requests with the same URL and cause.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailureGroup {
+    /// The URL.
+    pub url: String,
+    /// Why.
+    pub cause: Cause,
+    /// How many requests failed this way.
+    pub count: u64,
+    /// First time seen, ms since start.
+    pub first_seen_ms: u64,
+    /// Last time seen, ms since start.
+    pub last_seen_ms: u64,
+    /// Releases of the pages whose loads hit it (with a store).
+    pub releases: Vec<ReleaseId>,
+    /// Whom the asset belonged to when it last failed (with a store).
+    pub owner: Option<Owner>,
+}
+
+/// One second of the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Second {
+    /// Seconds since start.
+    pub second: u64,
+    /// Loads started in that second.
+    pub loads: u64,
+    /// Of which failed.
+    pub failed: u64,
+}
+
+/// Loads per release (with a store).
+#[derive(Clone, Debug, Serialize)]
+pub struct ReleaseSeen {
+    /// The release.
+    pub release: ReleaseId,
+    /// Loads of its pages.
+    pub loads: u64,
+}
+
+/// The traffic model, as reported.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrafficReport {
+    /// `closed` or `open`.
+    pub model: &'static str,
+    /// Closed model: loads in flight.
+    pub concurrency: Option<usize>,
+    /// Open model: loads started per second.
+    pub rate: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Format version.
+    pub version: u32,
+    /// The deskew that wrote it.
+    pub tool: String,
+    /// `http` (or `browser`).
+    pub mode: &'static str,
+    /// The page probed.
+    pub url: String,
+    /// Wall-clock start.
+    pub started: Timestamp,
+    /// How long traffic ran.
+    pub duration_ms: u64,
+    /// The traffic model.
+    pub traffic: TrafficReport,
+    /// The deploy command.
+    pub command: Option<CommandRecord>,
+    /// Whether Ctrl-C stopped the run.
+    pub interrupted: bool,
+    /// Loads.
+    pub loads: Loads,
+    /// Requests.
+    pub requests: Requests,
+    /// The SLO.
+    pub slo: Slo,
+    /// Page-load latency in ms.
+    pub latency_ms: Latency,
+    /// Failed requests, grouped, most frequent first.
+    pub failures: Vec<FailureGroup>,
+    /// Per second.
+    pub timeline: Vec<Second>,
+    /// Releases whose pages were loaded.
+    pub releases_seen: Vec<ReleaseSeen>,
+    /// Open model: starts skipped because too many loads were in flight.
+    pub dropped_starts: u64,
+    /// Notes that are not failures.
+    pub warnings: Vec<String>,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Report {
+    /// Aggregates a run against an SLO of `slo_percent`.
+    pub fn new(run: &RunResult, slo_percent: f64) -> Report {
+        let total = run.samples.len() as u64;
+        let failed = run.samples.iter().filter(|s| !s.ok()).count() as u64;
+        let success_percent = if total == 0 { 0.0 } else { (total - failed) as f64 * 100.0 / total as f64 };
+        let mut durations: Vec<u64> = run.samples.iter().map(|s| s.duration.as_millis() as u64).collect();
+        durations.sort_unstable();
+        let mut groups: BTreeMap<(String, Cause), FailureGroup> = BTreeMap::new();
+        let mut timeline: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        let mut releases: BTreeMap<ReleaseId, u64> = BTreeMap::new();
+        let mut requests = Requests { total: 0, failed: 0 };
+        for s in &run.samples {
+            let at = s.started.as_millis() as u64;
+            let slot = timeline.entry(at / 1000).or_default();
+            slot.0 += 1;
+            slot.1 += u64::from(!s.ok());
+            requests.total += s.requests as u64;
+            requests.failed += s.failures.len() as u64;
+            if let Some(r) = &s.release {
+                *releases.entry(r.clone()).or_default() += 1;
+            }
+            for f in &s.failures {
+                let g = groups.entry((f.url.clone(), f.cause.clone())).or_insert_with(|| FailureGroup {
+                    url: f.url.clone(),
+                    cause: f.cause.clone(),
+                    count: 0,
+                    first_seen_ms: at,
+                    last_seen_ms: at,
+                    releases: Vec::new(),
+                    owner: None,
+                });
+                g.count += 1;
+                g.first_seen_ms = g.first_seen_ms.min(at);
+                g.last_seen_ms = g.last_seen_ms.max(at);
+                if let Some(r) = &s.release {
+                    if !g.releases.contains(r) {
+                        g.releases.push(r.clone());
+                    }
+                }
+                if f.owner.is_some() {
+                    g.owner = f.owner.clone();
+                }
+            }
+        }
+        let seconds = run.elapsed.as_secs();
+        let timeline = (0..=seconds.max(timeline.keys().last().copied().unwrap_or(0)))
+            .map(|sec| {
+                let (loads, failed) = timeline.get(&sec).copied().unwrap_or_default();
+                Second { second: sec, loads, failed }
+            })
+            .collect();
+        let mut failures: Vec<FailureGroup> = groups.into_values().collect();
+        failures.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.url.cmp(&b.url)));
+        for g in &mut failures {
+            g.releases.sort();
+        }
+        let traffic = match &run.traffic {
+            Traffic::Closed { concurrency } => TrafficReport { model: "closed", concurrency: Some(*concurrency), rate: None },
+            Traffic::Open { rate, .. } => TrafficReport { model: "open", concurrency: None, rate: Some(*rate) },
+        };
+        Report {
+            version: REPORT_VERSION,
+            tool: deskew_core::tool_version(),
+            mode: "http",
+            url: run.url.clone(),
+            started: run.started_at,
+            duration_ms: run.elapsed.as_millis() as u64,
+            traffic,
+            command: run.command.clone(),
+            interrupted: run.interrupted,
+            loads: Loads { total, ok: total - failed, failed, success_percent },
+            requests,
+            slo: Slo { target_percent: slo_percent, met: total > 0 && success_percent >= slo_percent },
+            latency_ms: Latency {
+                p50: percentile(&durations, 50.0),
+                p90: percentile(&durations, 90.0),
+                p99: percentile(&durations, 99.0),
+                max: durations.last().copied().unwrap_or(0),
+            },
+            failures,
+            timeline,
+            releases_seen: releases.into_iter().map(|(release, loads)| ReleaseSeen { release, loads }).collect(),
+            dropped_starts: run.dropped_starts as u64,
+            warnings: run.warnings.clone(),
+        }
+    }
+
+    /// Pretty JSON plus a newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("report serialises");
+        s.push('\n');
+        s
+    }
+
+    /// JUnit XML: one test case per failure group (or one passing case), so CI systems list
+    /// each failed URL with its reason.
+    pub fn to_junit(&self) -> String {
+        let secs = self.duration_ms as f64 / 1000.0;
+        let mut cases = String::new();
+        if self.failures.is_empty() {
+            cases.push_str(&format!(
+                "    <testcase classname=\"deskew.probe\" name=\"{} loads of {} succeeded\" time=\"{secs:.3}\"/>\n",
+                self.loads.total,
+                xml(&self.url)
+            ));
+        }
+        for g in &self.failures {
+            let msg = format!("{} failed {} time(s): {}", g.url, g.count, g.cause);
+            let body = format!(
+                "first seen at {} ms, last at {} ms{}",
+                g.first_seen_ms,
+                g.last_seen_ms,
+                if g.releases.is_empty() { String::new() } else { format!("; pages of release(s) {}", g.releases.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")) }
+            );
+            cases.push_str(&format!(
+                "    <testcase classname=\"deskew.probe\" name=\"{} ({})\" time=\"0\">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>\n",
+                xml(&g.url),
+                xml(&g.cause.to_string()),
+                xml(&msg),
+                xml(cause_kind(&g.cause)),
+                xml(&body)
+            ));
+        }
+        let tests = self.failures.len().max(1);
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"deskew probe\" tests=\"{tests}\" failures=\"{f}\" time=\"{secs:.3}\">\n  <testsuite name=\"deskew probe {url}\" tests=\"{tests}\" failures=\"{f}\" errors=\"0\" time=\"{secs:.3}\" timestamp=\"{ts}\">\n{cases}  </testsuite>\n</testsuites>\n",
+            f = self.failures.len(),
+            url = xml(&self.url),
+            ts = self.started,
+        )
+    }
+
+    /// A self-contained HTML page: summary, per-second timeline as inline SVG, failure table.
+    /// No scripts, no network.
+    pub fn to_html(&self) -> String {
+        let w = 8usize;
+        let h = 120usize;
+        let max = self.timeline.iter().map(|s| s.loads).max().unwrap_or(1).max(1) as f64;
+        let mut bars = String::new();
+        for (i, s) in self.timeline.iter().enumerate() {
+            let x = i * w;
+            let lh = (s.loads as f64 / max * h as f64).round() as usize;
+            let fh = (s.failed as f64 / max * h as f64).round() as usize;
+            bars.push_str(&format!("<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{lh}\" class=\"ok\"><title>second {}: {} loads, {} failed</title></rect>", h - lh, w - 1, s.second, s.loads, s.failed));
+            if fh > 0 {
+                bars.push_str(&format!("<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{fh}\" class=\"bad\"/>", h - fh, w - 1));
+            }
+        }
+        if let Some(c) = &self.command {
+            for (t, label) in [(Some(c.started_ms), "deploy start"), (c.ended_ms, "deploy end")] {
+                if let Some(t) = t {
+                    let x = (t as f64 / 1000.0 * w as f64) as usize;
+                    bars.push_str(&format!("<line x1=\"{x}\" y1=\"0\" x2=\"{x}\" y2=\"{h}\" class=\"mark\"><title>{label}</title></line>"));
+                }
+            }
+        }
+        let mut rows = String::new();
+        for g in &self.failures {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{} ms</td><td>{}</td></tr>",
+                html(&g.url),
+                html(&g.cause.to_string()),
+                g.count,
+                g.first_seen_ms,
+                g.last_seen_ms,
+                html(&g.releases.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
+            ));
+        }
+        let verdict = if self.slo.met { "SLO met" } else { "SLO missed" };
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>deskew probe: {url}</title>\n<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}.ok{{fill:#9ab}}.bad{{fill:#c33}}.mark{{stroke:#333;stroke-dasharray:3 2}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}.verdict{{font-weight:bold}}</style></head>\n<body><h1>deskew probe</h1>\n<p>{url}: <span class=\"verdict\">{verdict}</span>: {ok} of {total} loads succeeded ({pct:.3}%, target {target}%), {failed} failed. Latency p50 {p50} ms, p99 {p99} ms, max {max} ms.</p>\n<h2>Timeline (loads per second; failed in red)</h2>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{sw}\" height=\"{h}\" role=\"img\" aria-label=\"loads per second\">{bars}</svg>\n<h2>Failures</h2>\n{table}\n</body></html>\n",
+            url = html(&self.url),
+            ok = self.loads.ok,
+            total = self.loads.total,
+            pct = self.loads.success_percent,
+            target = self.slo.target_percent,
+            failed = self.loads.failed,
+            p50 = self.latency_ms.p50,
+            p99 = self.latency_ms.p99,
+            max = self.latency_ms.max,
+            sw = (self.timeline.len() * w).max(w),
+            table = if rows.is_empty() {
+                "<p>None.</p>".to_string()
+            } else {
+                format!("<table><thead><tr><th>URL</th><th>cause</th><th>count</th><th>first</th><th>last</th><th>releases</th></tr></thead><tbody>{rows}</tbody></table>")
+            },
+        )
+    }
+}
+
+fn cause_kind(c: &Cause) -> &'static str {
+    match c {
+        Cause::Status { .. } => "status",
+        Cause::Network { .. } => "network",
+        Cause::Timeout => "timeout",
+        Cause::Truncated { .. } => "truncated",
+        Cause::NotHtml { .. } => "not-html",
+        Cause::Redirects { .. } => "redirects",
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
+fn html(s: &str) -> String {
+    xml(s)
+}

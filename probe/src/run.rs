@@ -1,0 +1,308 @@
+//! Running loads: a closed model (N loads in flight) or an open one (loads started at a fixed
+//! rate, whatever their latency, like k6's constant-arrival-rate), for a duration or around a
+//! deploy command. Stopping lets loads in flight finish, so every request the servers saw is in
+//! the report.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deskew_core::Store;
+use deskew_core::time::Timestamp;
+use serde::Serialize;
+use tokio::sync::RwLock;
+
+use crate::load::{Cause, LoadSample, Loader, LoaderOptions};
+use crate::releases::ReleaseIndex;
+use crate::ProbeError;
+
+/// The traffic model.
+#[derive(Clone, Debug)]
+pub enum Traffic {
+    /// `concurrency` loads in flight, each starting when the previous one ends.
+    Closed {
+        /// Loads in flight.
+        concurrency: usize,
+    },
+    /// `rate` loads started per second, at most `max_in_flight` at once.
+    Open {
+        /// Loads per second.
+        rate: f64,
+        /// Cap on loads in flight; starts beyond it are counted as dropped.
+        max_in_flight: usize,
+    },
+}
+
+/// When traffic stops.
+#[derive(Clone, Debug)]
+pub enum Until {
+    /// After this long.
+    Duration(Duration),
+    /// Around a command: warm up, run it, keep going for `settle` after it exits.
+    Command {
+        /// The command and its arguments.
+        argv: Vec<String>,
+        /// Traffic before the command starts.
+        warmup: Duration,
+        /// Traffic after the command exits.
+        settle: Duration,
+    },
+}
+
+/// How a probe runs.
+pub struct ProbeOptions {
+    /// Traffic model.
+    pub traffic: Traffic,
+    /// When to stop.
+    pub until: Until,
+    /// How each load is made.
+    pub loader: LoaderOptions,
+    /// A store to read release records from (never written).
+    pub store: Option<Arc<dyn Store>>,
+    /// Called after every load with (loads, failed loads) so far.
+    pub progress: Option<Box<dyn Fn(usize, usize) + Send + Sync>>,
+}
+
+/// What happened to the deploy command.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommandRecord {
+    /// The command line.
+    pub argv: Vec<String>,
+    /// When it started, ms since the probe started.
+    pub started_ms: u64,
+    /// When it ended, ms since the probe started.
+    pub ended_ms: Option<u64>,
+    /// Its exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// Whether it succeeded.
+    pub success: bool,
+}
+
+/// Everything a run produced.
+pub struct RunResult {
+    /// The page URL.
+    pub url: String,
+    /// Wall-clock start.
+    pub started_at: Timestamp,
+    /// How long traffic ran.
+    pub elapsed: Duration,
+    /// Every load, in completion order.
+    pub samples: Vec<LoadSample>,
+    /// The deploy command, if any.
+    pub command: Option<CommandRecord>,
+    /// Whether Ctrl-C stopped it.
+    pub interrupted: bool,
+    /// Open model: starts skipped because `max_in_flight` loads were running.
+    pub dropped_starts: usize,
+    /// Things worth saying that are not failures ("the page references no resources").
+    pub warnings: Vec<String>,
+    /// The traffic model used.
+    pub traffic: Traffic,
+}
+
+/// The probe.
+pub struct Probe;
+
+impl Probe {
+    /// Runs the probe against `url`.
+    pub async fn run(url: &str, opts: ProbeOptions) -> Result<RunResult, ProbeError> {
+        let mut loader_opts = opts.loader.clone();
+        if let Some(store) = &opts.store {
+            loader_opts.releases = Some(Arc::new(RwLock::new(ReleaseIndex::load(store.as_ref()).await?)));
+        }
+        let loader = Loader::new(url, loader_opts.clone())?;
+        let mut warnings = Vec::new();
+
+        // Preflight: the page must answer before a deploy is judged by it.
+        let first = loader.load(Duration::ZERO).await;
+        if let Some(f) = first.failures.iter().find(|f| f.url == loader.url().as_str()) {
+            let why = match &f.cause {
+                Cause::Status { status } => format!("the page answered HTTP {status}"),
+                other => other.to_string(),
+            };
+            return Err(ProbeError::Preflight { url: url.into(), why });
+        }
+        if first.requests <= 1 {
+            warnings.push(format!("{url} references no resources: only the page itself is checked"));
+        }
+        if let (Some(index), Some(sha)) = (&loader_opts.releases, &first.page_sha256) {
+            if index.read().await.release_of_page(sha).is_none() {
+                warnings.push("the page matches no release in the store: only what it references is checked".into());
+            }
+        }
+
+        let start = Instant::now();
+        let started_at = Timestamp::now();
+        let samples: Arc<Mutex<Vec<LoadSample>>> = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(opts.progress);
+        let record = {
+            let samples = samples.clone();
+            let failed = failed.clone();
+            let progress = progress.clone();
+            move |s: LoadSample| {
+                if !s.ok() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                let n = {
+                    let mut v = samples.lock().expect("samples lock");
+                    v.push(s);
+                    v.len()
+                };
+                if let Some(p) = progress.as_ref() {
+                    p(n, failed.load(Ordering::Relaxed));
+                }
+            }
+        };
+
+        // Keep the release index fresh while probing, read-only.
+        let refresher = match (&opts.store, &loader_opts.releases) {
+            (Some(store), Some(index)) => {
+                let (store, index, stop) = (store.clone(), index.clone(), stop.clone());
+                Some(tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let mut fresh = std::mem::take(&mut *index.write().await);
+                        if let Err(e) = fresh.refresh(store.as_ref()).await {
+                            tracing::warn!("failed to refresh the releases: {e}");
+                        }
+                        *index.write().await = fresh;
+                    }
+                }))
+            }
+            _ => None,
+        };
+
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let traffic = {
+            let (loader, stop, record, dropped) = (loader.clone(), stop.clone(), record.clone(), dropped.clone());
+            let model = opts.traffic.clone();
+            tokio::spawn(async move { drive(model, loader, stop, start, record, dropped).await })
+        };
+
+        let mut interrupted = false;
+        let mut command = None;
+        match opts.until {
+            Until::Duration(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = tokio::signal::ctrl_c() => interrupted = true,
+                }
+            }
+            Until::Command { argv, warmup, settle } => {
+                tokio::select! {
+                    _ = tokio::time::sleep(warmup) => {}
+                    _ = tokio::signal::ctrl_c() => interrupted = true,
+                }
+                if !interrupted {
+                    let mut rec = CommandRecord { argv: argv.clone(), started_ms: ms(start.elapsed()), ended_ms: None, exit_code: None, success: false };
+                    let mut child = tokio::process::Command::new(&argv[0])
+                        .args(&argv[1..])
+                        .kill_on_drop(true)
+                        .spawn()
+                        .map_err(|source| ProbeError::Command { command: argv.join(" "), source })?;
+                    tokio::select! {
+                        status = child.wait() => {
+                            rec.ended_ms = Some(ms(start.elapsed()));
+                            if let Ok(status) = status {
+                                rec.exit_code = status.code();
+                                rec.success = status.success();
+                            }
+                        }
+                        _ = tokio::signal::ctrl_c() => {
+                            interrupted = true;
+                            let _ = child.start_kill();
+                            let _ = child.wait().await;
+                            rec.ended_ms = Some(ms(start.elapsed()));
+                        }
+                    }
+                    command = Some(rec);
+                    if !interrupted {
+                        tokio::select! {
+                            _ = tokio::time::sleep(settle) => {}
+                            _ = tokio::signal::ctrl_c() => interrupted = true,
+                        }
+                    }
+                }
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let _ = traffic.await;
+        if let Some(r) = refresher {
+            let _ = r.await;
+        }
+        let elapsed = start.elapsed();
+        let mut samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
+        samples.sort_by_key(|s| s.started);
+        Ok(RunResult {
+            url: url.into(),
+            started_at,
+            elapsed,
+            samples,
+            command,
+            interrupted,
+            dropped_starts: dropped.load(Ordering::SeqCst),
+            warnings,
+            traffic: opts.traffic,
+        })
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+async fn drive(
+    model: Traffic,
+    loader: Loader,
+    stop: Arc<AtomicBool>,
+    start: Instant,
+    record: impl Fn(LoadSample) + Clone + Send + Sync + 'static,
+    dropped: Arc<AtomicUsize>,
+) {
+    match model {
+        Traffic::Closed { concurrency } => {
+            let workers: Vec<_> = (0..concurrency.max(1))
+                .map(|_| {
+                    let (loader, stop, record) = (loader.clone(), stop.clone(), record.clone());
+                    tokio::spawn(async move {
+                        while !stop.load(Ordering::SeqCst) {
+                            let s = loader.load(start.elapsed()).await;
+                            record(s);
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                let _ = w.await;
+            }
+        }
+        Traffic::Open { rate, max_in_flight } => {
+            let period = Duration::from_secs_f64(1.0 / rate);
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let in_flight = Arc::new(AtomicUsize::new(0));
+            let mut tasks = tokio::task::JoinSet::new();
+            while !stop.load(Ordering::SeqCst) {
+                ticker.tick().await;
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if in_flight.load(Ordering::SeqCst) >= max_in_flight {
+                    dropped.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+                in_flight.fetch_add(1, Ordering::SeqCst);
+                let (loader, record, in_flight) = (loader.clone(), record.clone(), in_flight.clone());
+                tasks.spawn(async move {
+                    let s = loader.load(start.elapsed()).await;
+                    record(s);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+}
