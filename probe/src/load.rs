@@ -179,6 +179,15 @@ impl Loader {
         u.origin() == self.url.origin() || self.opts.allow_origins.iter().any(|o| o.trim_end_matches('/') == origin)
     }
 
+    /// Fetches the page alone (no resources) and returns (how many resources it references,
+    /// its sha256), or why it cannot be loaded at all.
+    pub async fn preflight(&self) -> Result<(usize, String), Cause> {
+        let client = self.client().map_err(|e| Cause::Network { message: chain(&e) })?;
+        let page = fetch(&client, &self.url, true).await?;
+        let (_, refs) = extract::html::references(&String::from_utf8_lossy(&page.body));
+        Ok((refs.len(), deskew_core::manifest::sha256_hex(&page.body)))
+    }
+
     /// Makes one load. `started` is its start time relative to the probe's start.
     pub async fn load(&self, started: Duration) -> LoadSample {
         let t0 = Instant::now();

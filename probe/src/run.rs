@@ -113,20 +113,20 @@ impl Probe {
         let loader = Loader::new(url, loader_opts.clone())?;
         let mut warnings = Vec::new();
 
-        // Preflight: the page must answer before a deploy is judged by it.
-        let first = loader.load(Duration::ZERO).await;
-        if let Some(f) = first.failures.iter().find(|f| f.url == loader.url().as_str()) {
-            let why = match &f.cause {
+        // Preflight: the page alone must answer before a deploy is judged by it. Its resources
+        // are left to the loads, so servers see exactly the requests the report counts.
+        let (references, sha) = loader.preflight().await.map_err(|cause| {
+            let why = match &cause {
                 Cause::Status { status } => format!("the page answered HTTP {status}"),
                 other => other.to_string(),
             };
-            return Err(ProbeError::Preflight { url: url.into(), why });
-        }
-        if first.requests <= 1 {
+            ProbeError::Preflight { url: url.into(), why }
+        })?;
+        if references == 0 {
             warnings.push(format!("{url} references no resources: only the page itself is checked"));
         }
-        if let (Some(index), Some(sha)) = (&loader_opts.releases, &first.page_sha256) {
-            if index.read().await.release_of_page(sha).is_none() {
+        if let Some(index) = &loader_opts.releases {
+            if index.read().await.release_of_page(&sha).is_none() {
                 warnings.push("the page matches no release in the store: only what it references is checked".into());
             }
         }

@@ -5,6 +5,7 @@
 mod errors;
 mod gc;
 mod manifest;
+mod probe;
 mod publish;
 mod s3;
 mod schemas;

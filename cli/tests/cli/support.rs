@@ -100,7 +100,7 @@ pub fn assert_schema(name: &str, value: &serde_json::Value) {
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{n}.schema.json"))).unwrap()).unwrap()
     };
     let mut opts = jsonschema::options();
-    for other in ["manifest", "release", "releases", "gc", "publish", "verify"] {
+    for other in ["manifest", "release", "releases", "gc", "publish", "verify", "probe-report"] {
         let uri = format!("https://deskew.dev/schemas/{other}.schema.json");
         opts = opts.with_resource(uri, jsonschema::Resource::from_contents(load(other)).unwrap());
     }

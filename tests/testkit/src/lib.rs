@@ -5,6 +5,7 @@
 pub mod conformance;
 pub mod fixtures;
 pub mod proxy;
+pub mod site;
 pub mod tls;
 pub mod wrappers;
 

@@ -1,0 +1,184 @@
+//! `deskew probe` against in-process test sites that fail on purpose.
+
+use std::sync::atomic::Ordering;
+
+use deskew_testkit::site::Site;
+
+use crate::support::*;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in walkdir(from) {
+        let rel = e.strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&e, dest).unwrap();
+    }
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walkdir(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+/// Every 50th asset request answers 404, every 73rd drops the connection, every 97th is cut
+/// short: the report counts exactly what the server did, by cause.
+#[test]
+fn counts_exactly_what_the_server_failed() {
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
+    site.faults.not_found_every.store(50, Ordering::SeqCst);
+    site.faults.drop_every.store(73, Ordering::SeqCst);
+    site.faults.truncate_every.store(97, Ordering::SeqCst);
+    let r = run(&["probe", &site.url, "--duration", "3s", "--concurrency", "4", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rep = r.json();
+    assert_schema("probe-report", &rep);
+    let f = &site.faults;
+    let (n404, drops, cuts) = (f.injected_404.load(Ordering::SeqCst), f.injected_drops.load(Ordering::SeqCst), f.injected_truncations.load(Ordering::SeqCst));
+    assert!(n404 > 5 && drops > 3 && cuts > 2, "the run was too short to mean anything: {n404} {drops} {cuts}");
+    let by_kind = |kind: &str| -> u64 {
+        rep["failures"].as_array().unwrap().iter().filter(|g| g["cause"]["kind"] == kind).map(|g| g["count"].as_u64().unwrap()).sum()
+    };
+    assert_eq!(by_kind("status"), n404 as u64);
+    assert_eq!(by_kind("network"), drops as u64);
+    assert_eq!(by_kind("truncated"), cuts as u64);
+    assert_eq!(rep["requests"]["failed"].as_u64().unwrap() as usize, n404 + drops + cuts);
+    // Every request the server saw is in the report: the page requests plus the asset ones.
+    assert_eq!(
+        rep["requests"]["total"].as_u64().unwrap() as usize,
+        f.page_requests.load(Ordering::SeqCst) - 1 + f.asset_requests.load(Ordering::SeqCst),
+        "one page request is the preflight"
+    );
+    assert!(r.stderr.contains("SLO 100% MISSED"), "{}", r.stderr);
+}
+
+/// Only a lazy route chunk (reachable only through a dynamic `import()`) is missing: the probe
+/// finds it and names it.
+#[test]
+fn a_missing_lazy_chunk_is_found() {
+    let rt = rt();
+    let t = Scratch::new();
+    copy_dir(&deskew_testkit::fixture_dist("v1"), &t.path("site"));
+    let chunk = std::fs::read_dir(t.path("site/assets")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.starts_with("about-")).unwrap();
+    let index_js = std::fs::read_dir(t.path("site/assets")).unwrap().flatten().map(|e| e.path()).find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("index-") && p.extension().unwrap() == "js").unwrap();
+    assert!(std::fs::read_to_string(&index_js).unwrap().contains(&format!("import(\"./{chunk}\")")), "the fixture loads {chunk} lazily");
+    assert!(!std::fs::read_to_string(t.path("site/index.html")).unwrap().contains(&chunk), "index.html does not name the lazy chunk");
+    std::fs::remove_file(t.path(&format!("site/assets/{chunk}"))).unwrap();
+    let site = rt.block_on(Site::start(t.path("site")));
+    let r = run(&["probe", &site.url, "--duration", "1s", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rep = r.json();
+    let urls: Vec<&str> = rep["failures"].as_array().unwrap().iter().map(|g| g["url"].as_str().unwrap()).collect();
+    assert_eq!(urls, [format!("{}assets/{chunk}", site.url)]);
+    assert_eq!(rep["failures"][0]["cause"], serde_json::json!({"kind": "status", "status": 404}));
+    assert!(r.stderr.contains(&format!("HTTP 404  {}assets/{chunk}", site.url)), "{}", r.stderr);
+}
+
+/// With --store, the probe matches the page to its release and fetches every asset of it,
+/// including one no page or module imports (a wasm file whose URL the code builds at run time).
+#[test]
+fn store_mode_fetches_every_asset_of_the_release() {
+    let rt = rt();
+    let t = Scratch::new();
+    run_ok(&["publish", &fixture("v1"), "--store", &t.store(), "--release", "v1"]);
+    copy_dir(&deskew_testkit::fixture_dist("v1"), &t.path("site"));
+    let wasm = std::fs::read_dir(t.path("site/assets")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.ends_with(".wasm")).unwrap();
+    std::fs::remove_file(t.path(&format!("site/assets/{wasm}"))).unwrap();
+    let site = rt.block_on(Site::start(t.path("site")));
+    let plain = run(&["probe", &site.url, "--duration", "1s"]);
+    assert_eq!(plain.code, 0, "without the store the wasm file is invisible:\n{}", plain.stderr);
+    let r = run(&["probe", &site.url, "--duration", "1s", "--store", &t.store(), "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rep = r.json();
+    assert_schema("probe-report", &rep);
+    assert_eq!(rep["releases_seen"][0]["release"], "v1");
+    let g = &rep["failures"][0];
+    assert!(g["url"].as_str().unwrap().ends_with(&wasm), "{g}");
+    assert_eq!(g["releases"], serde_json::json!(["v1"]));
+    assert_eq!(g["owner"], serde_json::json!({"kind": "kept", "releases": ["v1"]}));
+    assert!(r.stderr.contains("asset of kept release v1"), "{}", r.stderr);
+}
+
+#[test]
+fn reports_junit_and_html() {
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v2")));
+    site.faults.not_found_every.store(10, Ordering::SeqCst);
+    let t = Scratch::new();
+    let (report, junit, html) = (t.path("r.json"), t.path("r.xml"), t.path("r.html"));
+    let r = run(&["probe", &site.url, "--rate", "20", "--duration", "2s", "--report", &s(&report), "--junit", &s(&junit), "--html", &s(&html)]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_schema("probe-report", &rep);
+    assert_eq!(rep["traffic"]["model"], "open");
+    let loads = rep["loads"]["total"].as_u64().unwrap();
+    assert!((30..=45).contains(&loads), "20 loads/s for 2s started {loads}");
+    // The JUnit file parses, with one failing test case per failure group.
+    let check = std::process::Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(len(r.findall('.//testcase')), len(r.findall('.//failure')))", &s(&junit)])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let groups = rep["failures"].as_array().unwrap().len();
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), format!("{groups} {groups}"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("SLO missed") && !page.contains("<script"), "self-contained, no scripts");
+}
+
+#[test]
+fn bad_input_is_clear() {
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["probe".into(), "http://127.0.0.1:9/".into(), "--duration".into(), "1s".into()], "cannot load http://127.0.0.1:9/: network error"),
+        (vec!["probe".into(), format!("{}robots.txt", site.url), "--duration".into(), "1s".into()], "not HTML (text/plain"),
+        (vec!["probe".into(), format!("{}loop", site.url), "--duration".into(), "1s".into()], "redirects"),
+        (vec!["probe".into(), format!("{}nope.html", site.url), "--duration".into(), "1s".into()], "the page answered HTTP 404"),
+        (vec!["probe".into(), site.url.clone(), "--rate=-3".into(), "--duration".into(), "1s".into()], "is not a rate"),
+        (vec!["probe".into(), "ftp://x/".into(), "--duration".into(), "1s".into()], "only http and https"),
+        (vec!["probe".into(), site.url.clone()], "give --duration"),
+        (vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--settle".into(), "0s".into(), "--".into(), "false".into()], "the deploy command `false` failed (exit code 1)"),
+        (vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--".into(), "/no/such/cmd".into()], "failed to start the deploy command `/no/such/cmd`"),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = run(&args);
+        assert_eq!(r.code, 2, "{args:?}:\n{}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?} should say {needle:?}:\n{}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+    // A page with no resources is fine, and says so.
+    let t = Scratch::new();
+    std::fs::create_dir_all(t.path("bare")).unwrap();
+    std::fs::write(t.path("bare/index.html"), "<!doctype html><title>bare</title><p>hi").unwrap();
+    let bare = rt.block_on(Site::start(t.path("bare")));
+    let r = run(&["probe", &bare.url, "--duration", "1s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("references no resources"), "{}", r.stderr);
+}
+
+/// The deploy command runs with inherited stdio between warm-up and settle, and the report
+/// marks when.
+#[test]
+fn traffic_runs_around_the_deploy_command() {
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
+    let r = run(&["probe", &site.url, "--warmup", "1s", "--settle", "1s", "--json", "--", "sh", "-c", "echo deploying >&2; sleep 1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("deploying"), "inherited stderr: {}", r.stderr);
+    let rep = r.json();
+    let c = &rep["command"];
+    assert_eq!(c["success"], true);
+    let (start, end) = (c["started_ms"].as_u64().unwrap(), c["ended_ms"].as_u64().unwrap());
+    assert!((900..1500).contains(&start) && end - start >= 900, "{c}");
+    assert!(rep["duration_ms"].as_u64().unwrap() >= end + 900);
+}
+
