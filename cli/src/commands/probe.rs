@@ -113,8 +113,8 @@ fn summary(r: &Report, printer: &Printer) {
         ),
     );
     printer.line(format_args!(
-        "  requests {} ({} failed); latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
-        r.requests.total, r.requests.failed, r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max
+        "  requests {} ({} failed, {} retried on a closed connection); latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        r.requests.total, r.requests.failed, r.requests.retried, r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max
     ));
     if let Some(c) = &r.command {
         let end = c.ended_ms.map_or_else(|| "?".into(), |e| format!("{:.1}s", e as f64 / 1000.0));

@@ -4,6 +4,7 @@
 
 mod errors;
 mod gc;
+mod lab;
 mod manifest;
 mod probe;
 mod publish;

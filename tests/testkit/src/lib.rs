@@ -31,3 +31,13 @@ pub fn unique_prefix(name: &str) -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     format!("t-{name}-{}-{t}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
+
+/// The Chromium binary (Debian's `chromium`), or a panic that says how to install it.
+pub fn chromium() -> std::path::PathBuf {
+    for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"] {
+        if std::path::Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!("Chromium is not installed: scripts/test installs it (apt-get install chromium)")
+}

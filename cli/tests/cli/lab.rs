@@ -1,0 +1,143 @@
+//! The rolling-update lab (`tests/lab/lab.sh`): three nginx "pods" behind an nginx balancer
+//! (per connection, as a Kubernetes Service; per request, as an ingress), rolled from v1 to v2
+//! with maxSurge 1 / maxUnavailable 0 while `deskew probe` wraps the rollout.
+//!
+//! `image` mode reproduces the outage (each pod has only its own release's assets): the probe
+//! exits 1 and names missing chunks. `volume` and `s3` modes serve `/assets/` from a store deskew
+//! published both releases to: the same rollout exits 0 with zero failed loads. Each three times.
+
+use std::process::Command;
+
+use crate::support::*;
+
+struct Lab {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+fn script() -> std::path::PathBuf {
+    deskew_testkit::fixtures::repo_root().join("tests/lab/lab.sh")
+}
+
+impl Lab {
+    fn up(mode: &str, flavour: &str, store: &str) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(script()).args(["up", &s(dir.path()), mode, flavour, &fixture("v1"), store]).output().unwrap();
+        let lab = Lab { url: String::from_utf8_lossy(&out.stdout).trim().to_string(), dir };
+        assert!(out.status.success(), "lab up {mode} {flavour}: {}", String::from_utf8_lossy(&out.stderr));
+        lab
+    }
+
+    /// `deskew probe` around a rollout to v2.
+    fn probe_rollout(&self) -> Run {
+        deskew()
+            .args(["probe", &self.url, "--concurrency", "4", "--warmup", "1s", "--settle", "1s", "--json", "--"])
+            .arg(script())
+            .args(["rollout", &s(self.dir.path()), &fixture("v2")])
+            .env("LAB_STEP", "0.4")
+            .output()
+            .unwrap()
+            .into()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).args(["down", &s(self.dir.path())]).output();
+    }
+}
+
+fn assert_outage(r: &Run) {
+    assert_eq!(r.code, 1, "image mode must miss the SLO:\n{}", r.stderr);
+    let rep = r.json();
+    assert_schema("probe-report", &rep);
+    assert!(rep["loads"]["failed"].as_u64().unwrap() > 0);
+    assert_eq!(rep["command"]["success"], true);
+    let failed: Vec<&str> = rep["failures"].as_array().unwrap().iter().map(|g| g["url"].as_str().unwrap()).collect();
+    assert!(failed.iter().any(|u| u.contains("/assets/index-") && u.ends_with(".js")), "{failed:?}");
+    assert!(failed.iter().all(|u| u.contains("/assets/")), "only chunks go missing: {failed:?}");
+}
+
+fn assert_zero_downtime(r: &Run) {
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rep = r.json();
+    assert_schema("probe-report", &rep);
+    assert_eq!(rep["loads"]["failed"], 0);
+    assert!(rep["loads"]["total"].as_u64().unwrap() > 100, "{}", rep["loads"]);
+    assert_eq!(rep["command"]["success"], true);
+}
+
+fn publish_both(store: &str, extra: &[&str]) {
+    for v in ["v1", "v2"] {
+        let f = fixture(v);
+        let mut args = vec!["publish", &f, "--store", store, "--release", v];
+        args.extend_from_slice(extra);
+        let r = run_s3_env(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+}
+
+fn run_s3_env(args: &[&str]) -> Run {
+    let mut c = deskew();
+    c.args(args);
+    if let Ok(k) = std::env::var("DESKEW_TEST_S3_ACCESS_KEY") {
+        c.env("AWS_ACCESS_KEY_ID", k).env("AWS_SECRET_ACCESS_KEY", std::env::var("DESKEW_TEST_S3_SECRET_KEY").unwrap_or_default());
+    }
+    c.env("AWS_EC2_METADATA_DISABLED", "true").output().unwrap().into()
+}
+
+fn image(flavour: &str) {
+    for _ in 0..3 {
+        let lab = Lab::up("image", flavour, "");
+        assert_outage(&lab.probe_rollout());
+    }
+}
+
+fn volume(flavour: &str) {
+    for _ in 0..3 {
+        let t = Scratch::new();
+        publish_both(&t.store(), &[]);
+        let lab = Lab::up("volume", flavour, &t.store());
+        assert_zero_downtime(&lab.probe_rollout());
+    }
+}
+
+fn s3(flavour: &str) {
+    let (endpoint, bucket, _, _) = deskew_testkit::s3_server();
+    for _ in 0..3 {
+        let prefix = deskew_testkit::unique_prefix("lab");
+        publish_both(&format!("s3://{bucket}/{prefix}"), &["--endpoint-url", &endpoint]);
+        let lab = Lab::up("s3", flavour, &format!("{endpoint}/{bucket}/{prefix}"));
+        assert_zero_downtime(&lab.probe_rollout());
+    }
+}
+
+#[test]
+fn image_mode_per_connection_balancer_breaks() {
+    image("conn");
+}
+
+#[test]
+fn image_mode_per_request_balancer_breaks() {
+    image("request");
+}
+
+#[test]
+fn volume_mode_per_connection_balancer_has_zero_downtime() {
+    volume("conn");
+}
+
+#[test]
+fn volume_mode_per_request_balancer_has_zero_downtime() {
+    volume("request");
+}
+
+#[test]
+fn s3_mode_per_connection_balancer_has_zero_downtime() {
+    s3("conn");
+}
+
+#[test]
+fn s3_mode_per_request_balancer_has_zero_downtime() {
+    s3("request");
+}
