@@ -197,11 +197,13 @@ impl Probe {
                 }
                 if !interrupted {
                     let mut rec = CommandRecord { argv: argv.clone(), started_ms: ms(start.elapsed()), ended_ms: None, exit_code: None, success: false };
-                    let mut child = tokio::process::Command::new(&argv[0])
-                        .args(&argv[1..])
-                        .kill_on_drop(true)
-                        .spawn()
-                        .map_err(|source| ProbeError::Command { command: argv.join(" "), source })?;
+                    // Its own process group, so an interrupt stops the command and everything it
+                    // started, not just its first process.
+                    let mut cmd = tokio::process::Command::new(&argv[0]);
+                    cmd.args(&argv[1..]).kill_on_drop(true);
+                    #[cfg(unix)]
+                    cmd.process_group(0);
+                    let mut child = cmd.spawn().map_err(|source| ProbeError::Command { command: argv.join(" "), source })?;
                     tokio::select! {
                         status = child.wait() => {
                             rec.ended_ms = Some(ms(start.elapsed()));
@@ -212,8 +214,7 @@ impl Probe {
                         }
                         _ = tokio::signal::ctrl_c() => {
                             interrupted = true;
-                            let _ = child.start_kill();
-                            let _ = child.wait().await;
+                            stop_command(&mut child).await;
                             rec.ended_ms = Some(ms(start.elapsed()));
                         }
                     }
@@ -247,6 +248,25 @@ impl Probe {
             traffic: opts.traffic,
         })
     }
+}
+
+/// Stops the deploy command's process group: SIGTERM, then SIGKILL after five seconds.
+async fn stop_command(child: &mut tokio::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        let signal_group = |sig: &str| {
+            let _ = std::process::Command::new("kill").args([sig, "--", &format!("-{pid}")]).status();
+        };
+        signal_group("-TERM");
+        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+            // The leader is gone; make sure nothing else of the group lingers.
+            signal_group("-KILL");
+            return;
+        }
+        signal_group("-KILL");
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
 }
 
 fn ms(d: Duration) -> u64 {

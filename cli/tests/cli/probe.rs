@@ -203,3 +203,55 @@ fn traffic_runs_around_the_deploy_command() {
     assert!(rep["duration_ms"].as_u64().unwrap() >= end + 900);
 }
 
+
+/// Ctrl-C (SIGINT) stops the deploy command and the probe, and the report is still written.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_command_and_probe_and_writes_the_report() {
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
+    let t = Scratch::new();
+    let report = t.path("r.json");
+    let marker = t.path("still-running");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
+        .args(["probe", &site.url, "--warmup", "0s", "--report", &s(&report), "--", "sh", "-c"])
+        .arg(format!("sleep 30; touch {}", s(&marker)))
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let start = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_secs(10), "the probe must stop promptly");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_schema("probe-report", &rep);
+    assert_eq!(rep["interrupted"], true);
+    assert!(rep["loads"]["total"].as_u64().unwrap() > 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!marker.exists(), "the deploy command was stopped");
+    let sleepers = std::process::Command::new("pgrep").args(["-f", &format!("touch {}", s(&marker))]).output().unwrap();
+    assert!(sleepers.stdout.is_empty(), "the command's own children were stopped too");
+}
+
+/// Resources on other origins are fetched only when allowed with --allow-origin.
+#[test]
+fn other_origins_need_allow_origin() {
+    let rt = rt();
+    let cdn = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
+    let t = Scratch::new();
+    std::fs::create_dir_all(t.path("page")).unwrap();
+    std::fs::write(t.path("page/index.html"), format!("<!doctype html><script type=module src=\"{}assets/missing-Zz9Zz9Zz.js\"></script>", cdn.url)).unwrap();
+    let page = rt.block_on(Site::start(t.path("page")));
+    let r = run(&["probe", &page.url, "--duration", "1s"]);
+    assert_eq!(r.code, 0, "another origin is not fetched by default:\n{}", r.stderr);
+    let origin = cdn.url.trim_end_matches('/');
+    let r = run(&["probe", &page.url, "--duration", "1s", "--allow-origin", origin]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("missing-Zz9Zz9Zz.js"), "{}", r.stderr);
+}
