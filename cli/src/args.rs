@@ -60,6 +60,20 @@ pub enum Command {
 pub struct ProbeArgs {
     /// The page to load (http or https).
     pub url: String,
+    /// `http`: deskew fetches the page and what it references; `browser`: a real Chromium
+    /// loads it over the DevTools protocol.
+    #[arg(long, value_enum, default_value = "http")]
+    pub mode: ProbeMode,
+    /// Browser mode: the Chromium executable (default: chromium on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub browser: Option<PathBuf>,
+    /// Browser mode: after loading, navigate inside the app to this path (`/reports` via the
+    /// history API, `#/reports` for hash routers) and wait for idle again; repeatable.
+    #[arg(long = "visit", value_name = "PATH")]
+    pub visits: Vec<String>,
+    /// Browser mode: milliseconds without requests in flight that count as network idle.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub idle: u64,
     /// Loads in flight at once (closed model).
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
@@ -106,6 +120,15 @@ pub struct ProbeArgs {
     /// The deploy command, after `--`; traffic runs around it.
     #[arg(last = true, value_name = "DEPLOY COMMAND")]
     pub command: Vec<String>,
+}
+
+/// How the probe loads pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeMode {
+    /// deskew's own HTTP client and resource discovery.
+    Http,
+    /// A real Chromium over the DevTools protocol.
+    Browser,
 }
 
 /// S3 options where the store is optional.

@@ -10,6 +10,7 @@
 //! Architecture invariant: the probe never writes to the store. With a store it only reads
 //! release records, to tell which release a page came from and whom a missing asset belonged to.
 
+pub mod browser;
 pub mod extract;
 pub mod load;
 pub mod releases;
@@ -18,7 +19,7 @@ pub mod run;
 
 pub use load::{Cause, Failure, LoadSample, Loader, LoaderOptions};
 pub use report::Report;
-pub use run::{Probe, ProbeOptions, Traffic, Until};
+pub use run::{Mode, Probe, ProbeOptions, Traffic, Until};
 
 /// Why a probe could not run (as opposed to loads that failed, which are results).
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,9 @@ pub enum ProbeError {
         #[source]
         source: std::io::Error,
     },
+    /// The browser could not be found, started or reached.
+    #[error("browser mode: {0}")]
+    Browser(String),
     /// Reading the store's releases failed.
     #[error("failed to read the releases of the store")]
     Store(#[from] deskew_core::StoreError),

@@ -52,6 +52,18 @@ pub enum Cause {
         /// The content type received.
         content_type: String,
     },
+    /// Browser mode: an uncaught exception.
+    Exception {
+        /// Its message.
+        message: String,
+    },
+    /// Browser mode: an error written to the console (by the page or by the browser).
+    Console {
+        /// Its text.
+        message: String,
+    },
+    /// Browser mode: the browser crashed during the load (it is restarted).
+    BrowserCrash,
     /// A script or stylesheet with a content type browsers refuse for it.
     WrongType {
         /// What was expected (`javascript`, `text/css`).
@@ -71,6 +83,9 @@ impl std::fmt::Display for Cause {
             Cause::NotHtml { content_type } => write!(f, "not HTML ({content_type})"),
             Cause::Redirects { message } => write!(f, "redirects: {message}"),
             Cause::HtmlFallback { content_type } => write!(f, "HTML instead of the asset ({content_type}): a fallback answered for a missing file"),
+            Cause::Exception { message } => write!(f, "uncaught exception: {message}"),
+            Cause::Console { message } => write!(f, "console error: {message}"),
+            Cause::BrowserCrash => write!(f, "the browser crashed"),
             Cause::WrongType { expected, content_type } => write!(f, "wrong content type {content_type} (expected {expected})"),
         }
     }

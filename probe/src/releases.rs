@@ -27,7 +27,7 @@ pub enum Owner {
 }
 
 /// Releases by entry sha256 and by asset path.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ReleaseIndex {
     by_entry: HashMap<String, ReleaseId>,
     assets: HashMap<ReleaseId, Vec<String>>,

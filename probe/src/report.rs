@@ -151,6 +151,8 @@ pub struct Report {
     pub dropped_starts: u64,
     /// Notes that are not failures.
     pub warnings: Vec<String>,
+    /// Browser mode: version, restarts, memory.
+    pub browser: Option<crate::run::BrowserStats>,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -226,7 +228,7 @@ impl Report {
         Report {
             version: REPORT_VERSION,
             tool: deskew_core::tool_version(),
-            mode: "http",
+            mode: if run.browser.is_some() { "browser" } else { "http" },
             url: run.url.clone(),
             started: run.started_at,
             duration_ms: run.elapsed.as_millis() as u64,
@@ -247,6 +249,7 @@ impl Report {
             releases_seen: releases.into_iter().map(|(release, loads)| ReleaseSeen { release, loads }).collect(),
             dropped_starts: run.dropped_starts as u64,
             warnings: run.warnings.clone(),
+            browser: run.browser.clone(),
         }
     }
 
@@ -364,6 +367,9 @@ fn cause_kind(c: &Cause) -> &'static str {
         Cause::Redirects { .. } => "redirects",
         Cause::HtmlFallback { .. } => "html-fallback",
         Cause::WrongType { .. } => "wrong-type",
+        Cause::Exception { .. } => "exception",
+        Cause::Console { .. } => "console",
+        Cause::BrowserCrash => "browser-crash",
     }
 }
 

@@ -49,8 +49,37 @@ pub enum Until {
     },
 }
 
+/// How loads are made.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// Plain HTTP with deskew's own resource discovery.
+    Http,
+    /// A real Chromium over the DevTools protocol.
+    Browser {
+        /// How to start the browser.
+        browser: crate::browser::BrowserOptions,
+        /// How each page load runs.
+        page: crate::browser::page::PageOptions,
+    },
+}
+
+/// What browser mode adds to a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BrowserStats {
+    /// The browser's version string.
+    pub version: String,
+    /// How many times it crashed and was started again.
+    pub restarts: u64,
+    /// Peak resident memory of all its processes, bytes.
+    pub peak_rss_bytes: u64,
+    /// Resident memory once a second, bytes.
+    pub rss_samples: Vec<u64>,
+}
+
 /// How a probe runs.
 pub struct ProbeOptions {
+    /// HTTP or browser.
+    pub mode: Mode,
     /// Traffic model.
     pub traffic: Traffic,
     /// When to stop.
@@ -98,6 +127,56 @@ pub struct RunResult {
     pub warnings: Vec<String>,
     /// The traffic model used.
     pub traffic: Traffic,
+    /// Browser mode's numbers.
+    pub browser: Option<BrowserStats>,
+}
+
+type LoadFn = Arc<dyn Fn(Duration) -> futures::future::BoxFuture<'static, LoadSample> + Send + Sync>;
+
+struct SharedBrowser {
+    browser: tokio::sync::Mutex<Option<crate::browser::Browser>>,
+    opts: crate::browser::BrowserOptions,
+    stats: Mutex<BrowserStats>,
+}
+
+impl SharedBrowser {
+    async fn conn(&self) -> Option<crate::browser::cdp::Connection> {
+        let mut guard = self.browser.lock().await;
+        if guard.as_ref().is_some_and(|b| b.conn.is_closed()) {
+            // It died: report it, start a new one.
+            *guard = None;
+            self.stats.lock().expect("stats lock").restarts += 1;
+            tracing::warn!("the browser crashed; starting it again");
+        }
+        if guard.is_none() {
+            match crate::browser::Browser::launch(&self.opts).await {
+                Ok(b) => *guard = Some(b),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return None;
+                }
+            }
+        }
+        guard.as_ref().map(|b| b.conn.clone())
+    }
+}
+
+/// Fills in the release of a browser sample and the owners of its failures.
+async fn attribute(sample: &mut LoadSample, index: &Option<Arc<RwLock<ReleaseIndex>>>, page: &url::Url) {
+    let Some(index) = index else { return };
+    let index = index.read().await;
+    if let Some(sha) = &sample.page_sha256 {
+        sample.release = index.release_of_page(sha).cloned();
+    }
+    let dir = &page.path()[..page.path().rfind('/').map_or(0, |i| i + 1)];
+    for f in &mut sample.failures {
+        if let Ok(u) = url::Url::parse(&f.url) {
+            if u.origin() == page.origin() {
+                let rel = u.path().strip_prefix(dir).unwrap_or(u.path().trim_start_matches('/'));
+                f.owner = Some(index.owner(rel));
+            }
+        }
+    }
 }
 
 /// The probe.
@@ -131,6 +210,51 @@ impl Probe {
             }
         }
 
+        let page_url = loader.url().clone();
+        let (load_fn, shared_browser): (LoadFn, Option<Arc<SharedBrowser>>) = match &opts.mode {
+            Mode::Http => {
+                let loader = loader.clone();
+                (Arc::new(move |at| {
+                    let loader = loader.clone();
+                    Box::pin(async move { loader.load(at).await })
+                }), None)
+            }
+            Mode::Browser { browser, page } => {
+                let first = crate::browser::Browser::launch(browser).await?;
+                let stats = BrowserStats { version: first.version.clone(), ..BrowserStats::default() };
+                let shared = Arc::new(SharedBrowser { browser: tokio::sync::Mutex::new(Some(first)), opts: browser.clone(), stats: Mutex::new(stats) });
+                let (page_opts, index, url_s, page_url) = (page.clone(), loader_opts.releases.clone(), url.to_string(), page_url.clone());
+                let sb = shared.clone();
+                (Arc::new(move |at| {
+                    let (sb, page_opts, index, url_s, page_url) = (sb.clone(), page_opts.clone(), index.clone(), url_s.clone(), page_url.clone());
+                    Box::pin(async move {
+                        let t0 = Instant::now();
+                        let crashed = |at| LoadSample {
+                            started: at,
+                            duration: t0.elapsed(),
+                            requests: 0,
+                            failures: vec![crate::load::Failure { url: url_s.clone(), cause: Cause::BrowserCrash, owner: None }],
+                            ..LoadSample::default()
+                        };
+                        let Some(conn) = sb.conn().await else { return crashed(at) };
+                        match crate::browser::page::load(&conn, &url_s, &page_opts, at).await {
+                            Ok(mut s) => {
+                                attribute(&mut s, &index, &page_url).await;
+                                s
+                            }
+                            Err(crate::browser::cdp::CdpError::Closed) => crashed(at),
+                            Err(e) => LoadSample {
+                                started: at,
+                                duration: t0.elapsed(),
+                                failures: vec![crate::load::Failure { url: url_s.clone(), cause: Cause::Network { message: e.to_string() }, owner: None }],
+                                ..LoadSample::default()
+                            },
+                        }
+                    })
+                }), Some(shared))
+            }
+        };
+
         let start = Instant::now();
         let started_at = Timestamp::now();
         let samples: Arc<Mutex<Vec<LoadSample>>> = Arc::new(Mutex::new(Vec::new()));
@@ -163,22 +287,38 @@ impl Probe {
                 Some(tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        let mut fresh = std::mem::take(&mut *index.write().await);
-                        if let Err(e) = fresh.refresh(store.as_ref()).await {
-                            tracing::warn!("failed to refresh the releases: {e}");
+                        // Refresh a copy and swap it in whole: loads never see a half-built index.
+                        let mut fresh = index.read().await.clone();
+                        match fresh.refresh(store.as_ref()).await {
+                            Ok(()) => *index.write().await = fresh,
+                            Err(e) => tracing::warn!("failed to refresh the releases: {e}"),
                         }
-                        *index.write().await = fresh;
                     }
                 }))
             }
             _ => None,
         };
 
+        // Browser memory, once a second.
+        let sampler = shared_browser.clone().map(|sb| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let rss = sb.browser.lock().await.as_ref().map_or(0, |b| b.rss_bytes());
+                    {
+                        let mut st = sb.stats.lock().expect("stats lock");
+                        st.peak_rss_bytes = st.peak_rss_bytes.max(rss);
+                        st.rss_samples.push(rss);
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        });
         let dropped = Arc::new(AtomicUsize::new(0));
         let traffic = {
-            let (loader, stop, record, dropped) = (loader.clone(), stop.clone(), record.clone(), dropped.clone());
+            let (load_fn, stop, record, dropped) = (load_fn.clone(), stop.clone(), record.clone(), dropped.clone());
             let model = opts.traffic.clone();
-            tokio::spawn(async move { drive(model, loader, stop, start, record, dropped).await })
+            tokio::spawn(async move { drive(model, load_fn, stop, start, record, dropped).await })
         };
 
         let mut interrupted = false;
@@ -233,6 +373,18 @@ impl Probe {
         if let Some(r) = refresher {
             let _ = r.await;
         }
+        if let Some(s) = sampler {
+            let _ = s.await;
+        }
+        let browser = match shared_browser {
+            Some(sb) => {
+                let stats = sb.stats.lock().expect("stats lock").clone();
+                // Stop the browser now, whatever else holds a reference.
+                sb.browser.lock().await.take();
+                Some(stats)
+            }
+            None => None,
+        };
         let elapsed = start.elapsed();
         let mut samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
         samples.sort_by_key(|s| s.started);
@@ -246,6 +398,7 @@ impl Probe {
             dropped_starts: dropped.load(Ordering::SeqCst),
             warnings,
             traffic: opts.traffic,
+            browser,
         })
     }
 }
@@ -275,7 +428,7 @@ fn ms(d: Duration) -> u64 {
 
 async fn drive(
     model: Traffic,
-    loader: Loader,
+    load: LoadFn,
     stop: Arc<AtomicBool>,
     start: Instant,
     record: impl Fn(LoadSample) + Clone + Send + Sync + 'static,
@@ -285,10 +438,10 @@ async fn drive(
         Traffic::Closed { concurrency } => {
             let workers: Vec<_> = (0..concurrency.max(1))
                 .map(|_| {
-                    let (loader, stop, record) = (loader.clone(), stop.clone(), record.clone());
+                    let (load, stop, record) = (load.clone(), stop.clone(), record.clone());
                     tokio::spawn(async move {
                         while !stop.load(Ordering::SeqCst) {
-                            let s = loader.load(start.elapsed()).await;
+                            let s = load(start.elapsed()).await;
                             record(s);
                         }
                     })
@@ -314,9 +467,9 @@ async fn drive(
                     continue;
                 }
                 in_flight.fetch_add(1, Ordering::SeqCst);
-                let (loader, record, in_flight) = (loader.clone(), record.clone(), in_flight.clone());
+                let (load, record, in_flight) = (load.clone(), record.clone(), in_flight.clone());
                 tasks.spawn(async move {
-                    let s = loader.load(start.elapsed()).await;
+                    let s = load(start.elapsed()).await;
                     record(s);
                     in_flight.fetch_sub(1, Ordering::SeqCst);
                 });

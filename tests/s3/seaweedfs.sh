@@ -74,9 +74,13 @@ JSON
     if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
       echo "error: weed mini exited during startup; its log:" >&2; tail -30 "$dir/weed.log" >&2; exit 1
     fi
-    # Ready when the bucket answers a signed-less HEAD with anything but a connection error.
+    # Ready when S3 answers, the bucket exists, and data really round-trips through the filer
+    # and a volume server (after a restart, volumes take a moment to register; until then
+    # reads answer 500).
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/$bucket" || true)
-    if [ "$code" != "000" ] && grep -q "$bucket" <(curl -s "http://127.0.0.1:$FILER_PORT/buckets/?pretty=y" -H 'Accept: application/json' || true); then
+    if [ "$code" != "000" ] && grep -q "$bucket" <(curl -s "http://127.0.0.1:$FILER_PORT/buckets/?pretty=y" -H 'Accept: application/json' || true) \
+      && curl -sf -X PUT --data-binary "ready-$$" "http://127.0.0.1:$FILER_PORT/deskew-ready/probe" >/dev/null 2>&1 \
+      && [ "$(curl -sf "http://127.0.0.1:$FILER_PORT/deskew-ready/probe" 2>/dev/null)" = "ready-$$" ]; then
       break
     fi
     sleep 0.2

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use deskew_probe::{LoaderOptions, Probe, ProbeOptions, Report, Traffic, Until};
+use deskew_probe::browser::BrowserOptions;
+use deskew_probe::browser::page::PageOptions;
+use deskew_probe::{LoaderOptions, Mode, Probe, ProbeOptions, Report, Traffic, Until};
 
 use crate::Status;
-use crate::args::{ProbeArgs, StoreArgs};
+use crate::args::{ProbeArgs, ProbeMode, StoreArgs};
 use crate::printer::Printer;
 use crate::stores::{self, Access, Create};
 
@@ -40,7 +42,20 @@ pub async fn run(a: ProbeArgs, printer: &Printer) -> Result<Status> {
     };
     let bar = printer.spinner("Probing");
     let progress_bar = bar.clone();
+    let mode = match a.mode {
+        ProbeMode::Http => {
+            if !a.visits.is_empty() || a.browser.is_some() {
+                bail!("--visit and --browser need --mode browser");
+            }
+            Mode::Http
+        }
+        ProbeMode::Browser => Mode::Browser {
+            browser: BrowserOptions { executable: a.browser.clone() },
+            page: PageOptions { idle: Duration::from_millis(a.idle), timeout: a.timeout.max(Duration::from_secs(5)), visits: a.visits.clone() },
+        },
+    };
     let opts = ProbeOptions {
+        mode,
         traffic,
         until,
         loader: LoaderOptions { timeout: a.timeout, allow_origins: a.allow_origins.clone(), ..LoaderOptions::default() },
@@ -122,6 +137,14 @@ fn summary(r: &Report, printer: &Printer) {
         printer.line(format_args!("  deploy `{}` ran {:.1}s to {end}, {exit}", c.argv.join(" "), c.started_ms as f64 / 1000.0));
     }
     printer.line(format_args!("  timeline |{}| (one mark a second: · all ok, ▁..█ share failed)", timeline_bar(r)));
+    if let Some(b) = &r.browser {
+        printer.line(format_args!(
+            "  browser {}: peak memory {} , {} restart(s)",
+            b.version,
+            crate::printer::bytes(b.peak_rss_bytes),
+            b.restarts
+        ));
+    }
     for rel in &r.releases_seen {
         printer.line(format_args!("  release {}: {} loads", rel.release, rel.loads));
     }

@@ -2,6 +2,7 @@
 //! exit codes, stdout JSON validated against the committed schemas, and snapshots of what
 //! humans read on stderr.
 
+mod browser;
 mod errors;
 mod gc;
 mod lab;

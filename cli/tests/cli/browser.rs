@@ -1,0 +1,146 @@
+//! `deskew probe --mode browser`: real Chromium over the DevTools protocol.
+
+use std::sync::atomic::Ordering;
+
+use deskew_testkit::site::Site;
+
+use crate::support::*;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn runtime_chunks(without_chunk: bool) -> Scratch {
+    let t = Scratch::new();
+    let src = deskew_testkit::fixtures::repo_root().join("tests/fixtures/runtime-chunks");
+    for rel in ["index.html", "app.4d7e9a1c.js", "chunks/reports-8f3a2b1c.js", "throws.html"] {
+        let dest = t.path(&format!("site/{rel}"));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(rel), dest).unwrap();
+    }
+    if without_chunk {
+        std::fs::remove_file(t.path("site/chunks/reports-8f3a2b1c.js")).unwrap();
+    }
+    t
+}
+
+/// No Chromium process of this probe run (its profile lives under `profile_marker`, the run's
+/// TMPDIR) may outlive the probe.
+fn assert_no_browser_left(profile_marker: &str) {
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = std::process::Command::new("ps").args(["-eo", "stat=,args="]).output().unwrap();
+    let alive: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(profile_marker) && !l.trim_start().starts_with('Z'))
+        .map(str::to_string)
+        .collect();
+    assert!(alive.is_empty(), "browser processes left running:\n{}", alive.join("\n"));
+}
+
+/// A lazy chunk whose URL the app builds at run time, loaded only after a client-side
+/// navigation: HTTP mode cannot know it; browser mode with --visit catches its 404.
+#[test]
+fn runtime_chunk_after_navigation_is_caught_only_by_browser_visit() {
+    let rt = rt();
+    let t = runtime_chunks(true);
+    let site = rt.block_on(Site::start(t.path("site")));
+    let http = run(&["probe", &site.url, "--duration", "1s"]);
+    assert_eq!(http.code, 0, "HTTP mode cannot see a runtime-built chunk URL:\n{}", http.stderr);
+    let no_visit = run(&["probe", &site.url, "--mode", "browser", "--duration", "2s", "--concurrency", "2"]);
+    assert_eq!(no_visit.code, 0, "the chunk loads only after navigation:\n{}", no_visit.stderr);
+    let tmp = t.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let r: Run = deskew()
+        .args(["probe", &site.url, "--mode", "browser", "--visit", "/reports", "--duration", "3s", "--concurrency", "2", "--json"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rep = r.json();
+    assert_schema("probe-report", &rep);
+    assert_eq!(rep["mode"], "browser");
+    let groups = rep["failures"].as_array().unwrap();
+    assert!(
+        groups.iter().any(|g| g["url"].as_str().unwrap().ends_with("/chunks/reports-8f3a2b1c.js") && g["cause"] == serde_json::json!({"kind": "status", "status": 404})),
+        "{groups:#?}"
+    );
+    assert!(groups.iter().any(|g| g["cause"]["kind"] == "console" && g["cause"]["message"].as_str().unwrap().contains("failed to load route")), "{groups:#?}");
+    assert!(rep["browser"]["peak_rss_bytes"].as_u64().unwrap() > 10_000_000);
+    assert_no_browser_left(&s(&tmp));
+}
+
+/// A page that throws and logs an error on load is a failed load, with the messages.
+#[test]
+fn exceptions_and_console_errors_fail_the_load() {
+    let rt = rt();
+    let t = runtime_chunks(false);
+    let site = rt.block_on(Site::start(t.path("site")));
+    let r = run(&["probe", &format!("{}throws.html", site.url), "--mode", "browser", "--duration", "2s", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rep = r.json();
+    let causes: Vec<serde_json::Value> = rep["failures"].as_array().unwrap().iter().map(|g| g["cause"].clone()).collect();
+    assert!(causes.iter().any(|c| c["kind"] == "exception" && c["message"].as_str().unwrap().contains("boom on load")), "{causes:#?}");
+    assert!(causes.iter().any(|c| c["kind"] == "console" && c["message"].as_str().unwrap().contains("bad thing happened")), "{causes:#?}");
+    assert!(r.stderr.contains("uncaught exception: Error: boom on load"), "{}", r.stderr);
+}
+
+/// The same app with the chunk present passes, with the visit.
+#[test]
+fn a_whole_app_passes_in_browser_mode() {
+    let rt = rt();
+    let t = runtime_chunks(false);
+    let site = rt.block_on(Site::start(t.path("site")));
+    let r = run(&["probe", &site.url, "--mode", "browser", "--visit", "/reports", "--visit", "/", "--duration", "2s", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.json()["loads"]["total"].as_u64().unwrap() >= 1);
+    assert!(site.faults.asset_requests.load(Ordering::SeqCst) > 0);
+}
+
+#[test]
+fn missing_chromium_says_how_to_install_it() {
+    let r = run(&["probe", "http://127.0.0.1:9/", "--mode", "browser", "--browser", "/nonexistent/chromium", "--duration", "1s"]);
+    assert_eq!(r.code, 2);
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
+    let r = run(&["probe", &site.url, "--mode", "browser", "--browser", "/nonexistent/chromium", "--duration", "1s"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no browser at `/nonexistent/chromium`") && r.stderr.contains("apt-get install chromium"), "{}", r.stderr);
+    let r: Run = deskew().args(["probe", &site.url, "--mode", "browser", "--duration", "1s"]).env("PATH", "/nonexistent").output().unwrap().into();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("Chromium was not found on PATH"), "{}", r.stderr);
+    let r = run(&["probe", &site.url, "--visit", "/x", "--duration", "1s"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("need --mode browser"), "{}", r.stderr);
+}
+
+/// A shortened soak: two minutes at concurrency 4 in one browser; memory stays stable (no
+/// leak of contexts) and the peak is in the report.
+#[test]
+fn soak_memory_is_stable() {
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v2")));
+    let t = Scratch::new();
+    let tmp = t.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let r: Run = deskew()
+        .args(["probe", &site.url, "--mode", "browser", "--visit", "#/about", "--concurrency", "4", "--duration", "2m", "--json"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rep = r.json();
+    assert_schema("probe-report", &rep);
+    let samples: Vec<u64> = rep["browser"]["rss_samples"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert!(samples.len() >= 100, "about one sample a second: {}", samples.len());
+    let third = samples.len() / 3;
+    let avg = |s: &[u64]| s.iter().sum::<u64>() as f64 / s.len() as f64;
+    let (middle, last) = (avg(&samples[third..2 * third]), avg(&samples[2 * third..]));
+    assert!(last <= middle * 1.5, "browser memory grew from {middle:.0} to {last:.0} bytes");
+    assert_eq!(rep["browser"]["peak_rss_bytes"].as_u64().unwrap(), *samples.iter().max().unwrap());
+    assert!(rep["loads"]["total"].as_u64().unwrap() > 100, "{}", rep["loads"]);
+    assert_eq!(rep["browser"]["restarts"], 0);
+    assert_no_browser_left(&s(&tmp));
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none(), "the browser profile directory was removed");
+}

@@ -1,0 +1,198 @@
+//! Starting and stopping Chromium.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::cdp::Connection;
+use crate::ProbeError;
+
+/// The flags that make Chromium work headless as root in a container, with no network of its own.
+pub const FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+];
+
+/// How to start the browser.
+#[derive(Clone, Debug, Default)]
+pub struct BrowserOptions {
+    /// The executable; `None` looks for `chromium`, `chromium-browser`, `google-chrome` on PATH.
+    pub executable: Option<PathBuf>,
+}
+
+/// A running browser. Dropping it kills its whole process group and removes its profile.
+pub struct Browser {
+    /// The protocol connection.
+    pub conn: Connection,
+    child: tokio::process::Child,
+    pgid: Option<u32>,
+    _profile: tempfile::TempDir,
+    /// `Chromium 156.0…`.
+    pub version: String,
+}
+
+/// Finds the browser executable.
+pub fn find(opts: &BrowserOptions) -> Result<PathBuf, ProbeError> {
+    const HINT: &str = "install Chromium (Debian: apt-get install chromium) or name it with --browser PATH";
+    if let Some(p) = &opts.executable {
+        return if p.is_file() { Ok(p.clone()) } else { Err(ProbeError::Browser(format!("no browser at `{}`: {HINT}", p.display()))) };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    Err(ProbeError::Browser(format!("Chromium was not found on PATH: {HINT}")))
+}
+
+impl Browser {
+    /// Starts the browser and connects to it.
+    pub async fn launch(opts: &BrowserOptions) -> Result<Browser, ProbeError> {
+        let exe = find(opts)?;
+        let profile = tempfile::Builder::new()
+            .prefix("deskew-chromium-")
+            .tempdir()
+            .map_err(|e| ProbeError::Browser(format!("cannot make a profile directory: {e}")))?;
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(FLAGS)
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let mut child = cmd.spawn().map_err(|e| ProbeError::Browser(format!("failed to start `{}`: {e}", exe.display())))?;
+        let pgid = child.id();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let ws = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(i) = line.find("ws://") {
+                    return Some(line[i..].trim().to_string());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten();
+        // Keep draining stderr so the browser never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let mut browser_guard = Guard { pgid, done: false };
+        let Some(ws) = ws else {
+            return Err(ProbeError::Browser(format!("`{}` did not open its DevTools port within 30s", exe.display())));
+        };
+        let conn = Connection::connect(&ws).await.map_err(|e| ProbeError::Browser(e.to_string()))?;
+        let version = conn
+            .call(None, "Browser.getVersion", serde_json::json!({}))
+            .await
+            .ok()
+            .and_then(|v| v.get("product").and_then(|p| p.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        browser_guard.done = true;
+        Ok(Browser { conn, child, pgid, _profile: profile, version })
+    }
+
+    /// The process group id (the browser's pid).
+    pub fn pgid(&self) -> Option<u32> {
+        self.pgid
+    }
+
+    /// Resident memory of the browser and all its descendants, in bytes (Linux; 0 elsewhere).
+    pub fn rss_bytes(&self) -> u64 {
+        self.pgid.map_or(0, |root| tree(root).into_iter().map(|p| proc_stat(p).map_or(0, |s| s.rss_pages * 4096)).sum())
+    }
+
+    /// Whether the browser process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+/// Kills the group if launching fails half-way.
+struct Guard {
+    pgid: Option<u32>,
+    done: bool,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.done {
+            kill_group(self.pgid);
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        kill_group(self.pgid);
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Kills the browser's process group and every descendant (Chromium's zygote and renderers may
+/// leave the group), then waits up to two seconds until none is left alive.
+fn kill_group(pgid: Option<u32>) {
+    let Some(root) = pgid else { return };
+    #[cfg(unix)]
+    {
+        let pids = tree(root);
+        let mut args: Vec<String> = vec!["-KILL".into(), "--".into(), format!("-{root}")];
+        args.extend(pids.iter().map(u32::to_string));
+        let _ = std::process::Command::new("kill").args(&args).stderr(std::process::Stdio::null()).status();
+        for _ in 0..40 {
+            if !pids.iter().any(|p| proc_stat(*p).is_some_and(|s| s.state != 'Z')) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+struct ProcStat {
+    state: char,
+    ppid: u32,
+    rss_pages: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    // Fields after `(comm)`, which may hold spaces: state ppid pgrp ... rss is the 22nd.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(ProcStat { state: f.first()?.chars().next()?, ppid: f.get(1)?.parse().ok()?, rss_pages: f.get(21)?.parse().ok()? })
+}
+
+/// `root` and all its descendants.
+fn tree(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![root] };
+    let parents: Vec<(u32, u32)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter_map(|pid| proc_stat(pid).map(|s| (pid, s.ppid)))
+        .collect();
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    out
+}
