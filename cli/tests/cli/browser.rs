@@ -144,3 +144,82 @@ fn soak_memory_is_stable() {
     assert_no_browser_left(&s(&tmp));
     assert!(std::fs::read_dir(&tmp).unwrap().next().is_none(), "the browser profile directory was removed");
 }
+
+fn main_browser_pid(marker: &str) -> Option<u32> {
+    let out = std::process::Command::new("ps").args(["-eo", "pid=,stat=,args="]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        let pid = it.next()?.parse().ok()?;
+        let stat = it.next()?;
+        let args: Vec<&str> = it.collect();
+        let main = args.iter().any(|a| a.contains(marker)) && !args.iter().any(|a| a.starts_with("--type=")) && !stat.starts_with('Z');
+        main.then_some(pid)
+    })
+}
+
+/// The browser is killed mid-run: the probe starts it again, reports the crash as a failed load
+/// and counts the restart; nothing is left running.
+#[test]
+fn a_crashed_browser_is_restarted_and_reported() {
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
+    let t = Scratch::new();
+    let tmp = t.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let report = t.path("r.json");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
+        .args(["probe", &site.url, "--mode", "browser", "--duration", "8s", "--report", &s(&report)])
+        .env("TMPDIR", &tmp)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let pid = loop {
+        if let Some(pid) = main_browser_pid(&s(&tmp)) {
+            break pid;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the browser never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the crash is a failed load:\n{stderr}");
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_schema("probe-report", &rep);
+    assert!(rep["browser"]["restarts"].as_u64().unwrap() >= 1, "{}", rep["browser"]);
+    assert!(rep["failures"].as_array().unwrap().iter().any(|g| g["cause"]["kind"] == "browser-crash"), "{:#?}", rep["failures"]);
+    assert!(rep["loads"]["ok"].as_u64().unwrap() > 0, "loads went on after the restart");
+    assert_no_browser_left(&s(&tmp));
+}
+
+/// Ctrl-C in browser mode stops the browser too, and still writes the report.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_browser() {
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
+    let t = Scratch::new();
+    let tmp = t.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let report = t.path("r.json");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
+        .args(["probe", &site.url, "--mode", "browser", "--duration", "60s", "--report", &s(&report)])
+        .env("TMPDIR", &tmp)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while main_browser_pid(&s(&tmp)).is_none() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the browser never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(rep["interrupted"], true);
+    assert_no_browser_left(&s(&tmp));
+}
