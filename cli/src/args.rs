@@ -131,15 +131,24 @@ pub enum ProbeMode {
     Browser,
 }
 
-/// S3 options where the store is optional.
+/// How to reach an S3-compatible store.
 #[derive(Debug, Args, Clone, Default)]
 pub struct S3Args {
-    /// S3: a custom endpoint; AWS_ENDPOINT_URL works too.
+    /// S3: a custom endpoint (MinIO, Garage, R2, SeaweedFS); AWS_ENDPOINT_URL works too.
     #[arg(long, value_name = "URL", help_heading = "S3")]
     pub endpoint_url: Option<String>,
-    /// S3: the region.
+    /// S3: the region (default: AWS_REGION, the profile, else us-east-1).
     #[arg(long, value_name = "REGION", help_heading = "S3")]
     pub region: Option<String>,
+    /// S3: path-style addressing (the default with a custom endpoint).
+    #[arg(long, conflicts_with = "virtual_hosted", help_heading = "S3")]
+    pub path_style: bool,
+    /// S3: virtual-hosted addressing (the default on AWS).
+    #[arg(long, help_heading = "S3")]
+    pub virtual_hosted: bool,
+    /// S3: attempts per request before giving up (throttling, 5xx, timeouts, dropped connections).
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20), help_heading = "S3")]
+    pub max_attempts: u32,
     /// S3: PEM file of extra CA certificates to trust (default: AWS_CA_BUNDLE).
     #[arg(long, value_name = "FILE", help_heading = "S3")]
     pub ca_bundle: Option<PathBuf>,
@@ -179,24 +188,9 @@ pub struct StoreArgs {
     /// The store: a directory, file:///path or s3://bucket/prefix.
     #[arg(long, env = "DESKEW_STORE", value_name = "URL")]
     pub store: String,
-    /// S3: a custom endpoint (MinIO, Garage, R2, SeaweedFS); AWS_ENDPOINT_URL works too.
-    #[arg(long, value_name = "URL", help_heading = "S3")]
-    pub endpoint_url: Option<String>,
-    /// S3: the region (default: AWS_REGION, the profile, else us-east-1).
-    #[arg(long, value_name = "REGION", help_heading = "S3")]
-    pub region: Option<String>,
-    /// S3: path-style addressing (the default with a custom endpoint).
-    #[arg(long, conflicts_with = "virtual_hosted", help_heading = "S3")]
-    pub path_style: bool,
-    /// S3: virtual-hosted addressing (the default on AWS).
-    #[arg(long, help_heading = "S3")]
-    pub virtual_hosted: bool,
-    /// S3: attempts per request before giving up (throttling, 5xx, timeouts, dropped connections).
-    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20), help_heading = "S3")]
-    pub max_attempts: u32,
-    /// S3: PEM file of extra CA certificates to trust (default: AWS_CA_BUNDLE).
-    #[arg(long, value_name = "FILE", help_heading = "S3")]
-    pub ca_bundle: Option<PathBuf>,
+    /// S3 options.
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// The retention policy, when optional.

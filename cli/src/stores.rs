@@ -37,11 +37,11 @@ pub async fn open(args: &StoreArgs, create: Create, access: Access) -> Result<Bo
         }
         StoreUrl::S3 { bucket, prefix } => {
             let opts = S3Options {
-                endpoint_url: args.endpoint_url.clone(),
-                region: args.region.clone(),
-                path_style: if args.path_style { Some(true) } else if args.virtual_hosted { Some(false) } else { None },
-                ca_bundle: args.ca_bundle.clone(),
-                max_attempts: args.max_attempts,
+                endpoint_url: args.s3.endpoint_url.clone(),
+                region: args.s3.region.clone(),
+                path_style: if args.s3.path_style { Some(true) } else if args.s3.virtual_hosted { Some(false) } else { None },
+                ca_bundle: args.s3.ca_bundle.clone(),
+                max_attempts: args.s3.max_attempts,
                 probe_conditional_writes: access == Access::Write,
                 ..S3Options::default()
             };

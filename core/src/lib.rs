@@ -30,3 +30,19 @@ pub use store::{Store, StoreError};
 pub fn tool_version() -> String {
     format!("deskew {}", env!("CARGO_PKG_VERSION"))
 }
+
+/// An error and its sources joined by `: `, skipping a source whose text an earlier part already
+/// holds (libraries often repeat their cause in their own message). For one-line messages in
+/// reports and logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}

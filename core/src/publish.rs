@@ -422,14 +422,7 @@ async fn upload_all(
     Ok(())
 }
 
-/// An error and its sources, joined with `: `.
+/// An error and its sources, joined with `: ` (see [`crate::error_chain`]).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+    crate::error_chain(e)
 }

@@ -408,14 +408,5 @@ fn classify(e: &reqwest::Error) -> Cause {
 
 /// An error and its sources, `: `-joined, without repeats.
 pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
+    deskew_core::error_chain(e)
 }

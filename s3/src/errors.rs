@@ -41,23 +41,8 @@ where
                 _ => format!("HTTP {status} {code}"),
             }
         }
-        other => chain(other),
+        other => deskew_core::error_chain(other),
     }
-}
-
-/// An error's message and its sources', joined by `: `, skipping repeats (the SDK nests the
-/// same cause at several levels).
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(err);
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
 }
 
 /// Whether the request never got an answer (connection refused, DNS, TLS, timeout).

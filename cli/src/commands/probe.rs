@@ -26,15 +26,7 @@ pub async fn run(a: ProbeArgs, printer: &Printer) -> Result<Status> {
     };
     let store = match &a.store {
         Some(url) => {
-            let args = StoreArgs {
-                store: url.clone(),
-                endpoint_url: a.s3.endpoint_url.clone(),
-                region: a.s3.region.clone(),
-                path_style: false,
-                virtual_hosted: false,
-                max_attempts: 3,
-                ca_bundle: a.s3.ca_bundle.clone(),
-            };
+            let args = StoreArgs { store: url.clone(), s3: a.s3.clone() };
             let store = stores::open(&args, Create::No, Access::Read).await?;
             Some(Arc::from(store))
         }
