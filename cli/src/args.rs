@@ -9,7 +9,7 @@ use deskew_core::ReleaseId;
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-  1  the check ran and failed (verify: missing or corrupt files)
+  1  the check ran and failed (verify: missing or corrupt files; probe: SLO missed)
   2  usage, configuration, store or I/O error
 
 Store URLs: a directory (`/srv/assets`, `file:///srv/assets`) or an S3 bucket (`s3://bucket/prefix`).
@@ -51,7 +51,7 @@ pub enum Command {
     Verify(VerifyArgs),
     /// The deployment downtime test: load the page and everything it needs, continuously,
     /// for a duration or around a deploy command; exit 1 if the SLO is missed.
-    #[command(after_help = "Example:\n  deskew probe http://127.0.0.1:8080/ --concurrency 8 --report probe.json -- kubectl rollout restart deploy/web --wait\n\nExit codes: 0 SLO met, 1 SLO missed (failed loads), 2 usage, deploy command or I/O error.")]
+    #[command(after_help = "Example:\n  deskew probe https://web.example/ --concurrency 8 --report probe.json -- kubectl rollout status deploy/web\n\nExit codes: 0 SLO met, 1 SLO missed (failed loads), 2 usage, deploy command or I/O error.")]
     Probe(ProbeArgs),
 }
 
