@@ -223,3 +223,38 @@ fn ctrl_c_stops_the_browser() {
     assert_eq!(rep["interrupted"], true);
     assert_no_browser_left(&s(&tmp));
 }
+
+/// With --store, browser-mode failures name the page's release and the missing asset's owner,
+/// as in HTTP mode.
+#[test]
+fn store_mode_names_releases_in_browser_mode() {
+    let rt = rt();
+    let t = Scratch::new();
+    run_ok(&["publish", &fixture("v1"), "--store", &t.store(), "--release", "v1"]);
+    let src = deskew_testkit::fixture_dist("v1");
+    let site_dir = t.path("site");
+    for e in walk(&src) {
+        let dest = site_dir.join(e.strip_prefix(&src).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&e, dest).unwrap();
+    }
+    let chunk = std::fs::read_dir(site_dir.join("assets")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.starts_with("about-")).unwrap();
+    std::fs::remove_file(site_dir.join("assets").join(&chunk)).unwrap();
+    let site = rt.block_on(Site::start(site_dir));
+    let r = run(&["probe", &site.url, "--mode", "browser", "--visit", "#/about", "--store", &t.store(), "--duration", "2s", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rep = r.json();
+    assert_eq!(rep["releases_seen"][0]["release"], "v1");
+    let g = rep["failures"].as_array().unwrap().iter().find(|g| g["url"].as_str().unwrap().ends_with(&chunk)).expect("the missing chunk is named").clone();
+    assert_eq!(g["releases"], serde_json::json!(["v1"]));
+    assert_eq!(g["owner"], serde_json::json!({"kind": "kept", "releases": ["v1"]}));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
