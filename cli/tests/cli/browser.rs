@@ -142,7 +142,8 @@ fn soak_memory_is_stable() {
     assert!(rep["loads"]["total"].as_u64().unwrap() > 100, "{}", rep["loads"]);
     assert_eq!(rep["browser"]["restarts"], 0);
     assert_no_browser_left(&s(&tmp));
-    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none(), "the browser profile directory was removed");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "the browser's profile and temp files must be removed, found {left:?}");
 }
 
 fn main_browser_pid(marker: &str) -> Option<u32> {

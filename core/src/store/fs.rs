@@ -129,9 +129,14 @@ impl FsStore {
         for entry in walkdir::WalkDir::new(&start).follow_links(false) {
             let entry = match entry {
                 Ok(e) => e,
-                // A prefix that does not exist holds nothing.
-                Err(e) if e.depth() == 0 && e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => {
-                    return Ok(out);
+                // A prefix that does not exist holds nothing; an entry that vanished while we
+                // walked (a temp file renamed into place, a directory a delete emptied) is gone,
+                // not an error.
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => {
+                    if e.depth() == 0 {
+                        return Ok(out);
+                    }
+                    continue;
                 }
                 Err(e) => {
                     return Err(StoreError::Backend { op: Op::List, store: self.url.clone(), key: prefix_str, source: e.into() });
@@ -147,12 +152,13 @@ impl FsStore {
             })?;
             let key = Key::new(name.replace(std::path::MAIN_SEPARATOR, "/"))
                 .map_err(|_| StoreError::InvalidName { store: self.url.clone(), name: name.into() })?;
-            let meta = entry.metadata().map_err(|e| StoreError::Backend {
-                op: Op::List,
-                store: self.url.clone(),
-                key: key.to_string(),
-                source: e.into(),
-            })?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => continue,
+                Err(e) => {
+                    return Err(StoreError::Backend { op: Op::List, store: self.url.clone(), key: key.to_string(), source: e.into() });
+                }
+            };
             out.push(ObjectMeta { key, size: meta.len(), modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH) });
         }
         Ok(out)

@@ -67,8 +67,13 @@ impl Browser {
             .prefix("deskew-chromium-")
             .tempdir()
             .map_err(|e| ProbeError::Browser(format!("cannot make a profile directory: {e}")))?;
+        // Chromium's own temp files go inside the profile too, so removing the profile leaves
+        // nothing behind even after a kill.
+        let tmp = profile.path().join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| ProbeError::Browser(format!("cannot make a temp directory: {e}")))?;
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.args(FLAGS)
+        cmd.env("TMPDIR", &tmp)
+            .args(FLAGS)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(std::process::Stdio::null())
