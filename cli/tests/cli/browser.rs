@@ -146,6 +146,25 @@ fn soak_memory_is_stable() {
     assert!(left.is_empty(), "the browser's profile and temp files must be removed, found {left:?}");
 }
 
+/// Starts `deskew probe --mode browser` on `url` for `duration` with TMPDIR `tmp`, and waits
+/// until its browser runs; returns the probe process and the browser's pid.
+fn spawn_browser_probe(url: &str, duration: &str, tmp: &std::path::Path, report: &std::path::Path) -> (std::process::Child, u32) {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
+        .args(["probe", url, "--mode", "browser", "--duration", duration, "--report", &s(report)])
+        .env("TMPDIR", tmp)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(pid) = main_browser_pid(&s(tmp)) {
+            return (child, pid);
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the browser never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn main_browser_pid(marker: &str) -> Option<u32> {
     let out = std::process::Command::new("ps").args(["-eo", "pid=,stat=,args="]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
@@ -168,20 +187,7 @@ fn a_crashed_browser_is_restarted_and_reported() {
     let tmp = t.path("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let report = t.path("r.json");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
-        .args(["probe", &site.url, "--mode", "browser", "--duration", "8s", "--report", &s(&report)])
-        .env("TMPDIR", &tmp)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    let pid = loop {
-        if let Some(pid) = main_browser_pid(&s(&tmp)) {
-            break pid;
-        }
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the browser never started");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let (child, pid) = spawn_browser_probe(&site.url, "8s", &tmp, &report);
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
@@ -205,17 +211,7 @@ fn ctrl_c_stops_the_browser() {
     let tmp = t.path("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let report = t.path("r.json");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
-        .args(["probe", &site.url, "--mode", "browser", "--duration", "60s", "--report", &s(&report)])
-        .env("TMPDIR", &tmp)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while main_browser_pid(&s(&tmp)).is_none() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the browser never started");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (child, _) = spawn_browser_probe(&site.url, "60s", &tmp, &report);
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();

@@ -20,7 +20,7 @@ use deskew_core::store::{Body, PutMode, PutOptions, Store, StoreError};
 use deskew_core::time::Timestamp;
 use deskew_core::{Key, layout, verify};
 
-use crate::wrappers::{Counting, FailingPuts, Jitter, RaceGates};
+use crate::wrappers::{Count, FailPutsAfter, Hooked, Jitter, RaceGates};
 use crate::{fixture_dist, synthetic_build};
 
 /// A store under test and whatever keeps it alive (a temp dir, a prefix to clean up).
@@ -168,13 +168,13 @@ pub async fn dedupe(store: &dyn Store) {
 /// id is refused.
 pub async fn already_complete_writes_nothing(store: &dyn Store) {
     publish_ok(store, &fixture_dist("v1"), "same", real_now()).await;
-    let counting = Counting::new(store);
+    let counting = Hooked::new(store, Count::default());
     let r = publish_ok(&counting, &fixture_dist("v1"), "same", real_now()).await;
     assert_eq!(r.outcome, Outcome::AlreadyComplete);
-    assert_eq!(counting.puts.load(Ordering::SeqCst), 0);
+    assert_eq!(counting.hooks.puts.load(Ordering::SeqCst), 0);
     let err = try_publish(&counting, &fixture_dist("v2"), "same", real_now()).await.unwrap_err();
     assert!(matches!(err, PublishError::DifferentContent { .. }), "{err}");
-    assert_eq!(counting.puts.load(Ordering::SeqCst), 0);
+    assert_eq!(counting.hooks.puts.load(Ordering::SeqCst), 0);
 }
 
 /// After four releases, `keep 2` deletes exactly the files only the oldest two used.
@@ -272,7 +272,7 @@ pub async fn gc_fails_closed_on_corrupt_record(store: &dyn Store) {
 /// completes it with every file present.
 pub async fn crash_then_rerun(store: &dyn Store) {
     let dist = fixture_dist("v2");
-    let failing = FailingPuts::new(store, 5);
+    let failing = Hooked::new(store, FailPutsAfter::new(5));
     let err = try_publish(&failing, &dist, "crashy", real_now()).await.unwrap_err();
     assert!(publish::error_chain(&err).contains("injected failure"), "{}", publish::error_chain(&err));
     let catalog = Catalog::load(store).await.unwrap();
@@ -393,7 +393,8 @@ pub async fn concurrent_publish_and_gc(store: &dyn Store, iterations: usize) {
         }
         let dir = tmp.path().join(&new);
         synthetic_build(&dir, &new, &[f.as_str(), "n"], "r");
-        let (jp, jg) = (Jitter::new(store, Duration::from_millis(3), i as u64 * 2 + 1), Jitter::new(store, Duration::from_millis(3), i as u64 * 7 + 3));
+        let jp = Hooked::new(store, Jitter::new(Duration::from_millis(3), i as u64 * 2 + 1));
+        let jg = Hooked::new(store, Jitter::new(Duration::from_millis(3), i as u64 * 7 + 3));
         let (p, g) = tokio::join!(try_publish(&jp, &dir, &new, real_now()), try_gc(&jg, policy(1, None, &[]), real_now(), None));
         p.unwrap_or_else(|e| panic!("round {i}: publish: {}", publish::error_chain(&e)));
         g.unwrap_or_else(|e| panic!("round {i}: gc: {}", publish::error_chain(&e)));
