@@ -216,7 +216,7 @@ impl Loader {
     /// its sha256), or why it cannot be loaded at all.
     pub async fn preflight(&self) -> Result<(usize, String), Cause> {
         let client = self.client().map_err(|e| Cause::Network { message: chain(&e) })?;
-        let page = fetch(&client, &self.url, true, Kind::Other, &std::sync::atomic::AtomicUsize::new(0)).await?;
+        let page = fetch(&client, &|| self.client(), &self.url, true, Kind::Other, &std::sync::atomic::AtomicUsize::new(0)).await?;
         let (_, refs) = extract::html::references(&String::from_utf8_lossy(&page.body));
         Ok((refs.len(), deskew_core::manifest::sha256_hex(&page.body)))
     }
@@ -234,7 +234,8 @@ impl Loader {
         };
         sample.requests += 1;
         let retried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let page = match fetch(&client, &self.url, true, Kind::Other, &retried).await {
+        let fresh = || self.client();
+        let page = match fetch(&client, &fresh, &self.url, true, Kind::Other, &retried).await {
             Ok(f) => f,
             Err(cause) => {
                 sample.failures.push(Failure { url: self.url.to_string(), cause, owner: None });
@@ -284,9 +285,10 @@ impl Loader {
                 let client = client.clone();
                 let limit = limit.clone();
                 let retried = retried.clone();
+                let fresh = &fresh;
                 in_flight.push(async move {
                     let _permit = limit.acquire_owned().await.expect("semaphore open");
-                    let r = fetch(&client, &u, false, kind, &retried).await;
+                    let r = fetch(&client, fresh, &u, false, kind, &retried).await;
                     (u, kind, r)
                 });
             }
@@ -345,20 +347,30 @@ fn is_stale_connection(e: &reqwest::Error) -> bool {
     text.contains("connection closed before message completed") || (text.contains("Connection reset") && !e.is_body())
 }
 
-async fn fetch(client: &reqwest::Client, url: &Url, page: bool, kind: Kind, retried: &std::sync::atomic::AtomicUsize) -> Result<Fetched, Cause> {
-    let send = || {
-        client
-            .get(url.clone())
+/// Fetches `url`. A request whose connection closed before any answer is retried once on a
+/// fresh connection (a new client, whose pool holds no connection the server may have closed),
+/// as browsers do.
+async fn fetch(
+    client: &reqwest::Client,
+    fresh: &(dyn Fn() -> Result<reqwest::Client, reqwest::Error> + Sync),
+    url: &Url,
+    page: bool,
+    kind: Kind,
+    retried: &std::sync::atomic::AtomicUsize,
+) -> Result<Fetched, Cause> {
+    let send = |c: &reqwest::Client| {
+        c.get(url.clone())
             .header("cache-control", "no-cache")
             .header("pragma", "no-cache")
             .header("accept", if page { "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8" } else { "*/*" })
             .send()
     };
-    let resp = match send().await {
+    let resp = match send(client).await {
         Ok(r) => r,
         Err(e) if is_stale_connection(&e) => {
             retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            send().await.map_err(|e| classify(&e))?
+            let new = fresh().map_err(|e| Cause::Network { message: chain(&e) })?;
+            send(&new).await.map_err(|e| classify(&e))?
         }
         Err(e) => return Err(classify(&e)),
     };
