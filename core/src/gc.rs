@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::catalog::{Catalog, CatalogError};
 use crate::gc_plan::{self, GcPlan};
 use crate::key::Key;
-use crate::lease::{self, Lease, LeaseError};
+use crate::lease::{Lease, LeaseError};
 use crate::release::ReleaseId;
 use crate::retention::{Policy, RetentionError};
 use crate::store::{Store, StoreError};
@@ -187,6 +187,3 @@ async fn delete_all(store: &dyn Store, keys: &[Key], sizes: &[u64], report: &mut
         Some(first) => Err(GcError::Deletes { store: store.url().into(), failed, attempted: keys.len(), first }),
     }
 }
-
-/// Waits for a running GC; used by publish before its final check. Re-exported for callers.
-pub use lease::wait_until_free;

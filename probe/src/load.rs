@@ -120,8 +120,6 @@ pub struct LoadSample {
     /// Requests retried once because the connection closed before any answer (a stale
     /// keep-alive connection; browsers retry these too).
     pub retried: usize,
-    /// Paths (URL paths) of every resource fetched, for release-aware checks.
-    pub fetched: Vec<String>,
 }
 
 impl LoadSample {
@@ -294,7 +292,6 @@ impl Loader {
             }
             let Some((u, kind, r)) = in_flight.next().await else { break };
             sample.requests += 1;
-            sample.fetched.push(u.path().to_string());
             match r {
                 Err(cause) => {
                     let owner = match &self.opts.releases {

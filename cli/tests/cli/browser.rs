@@ -149,7 +149,7 @@ fn soak_memory_is_stable() {
 /// Starts `deskew probe --mode browser` on `url` for `duration` with TMPDIR `tmp`, and waits
 /// until its browser runs; returns the probe process and the browser's pid.
 fn spawn_browser_probe(url: &str, duration: &str, tmp: &std::path::Path, report: &std::path::Path) -> (std::process::Child, u32) {
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
         .args(["probe", url, "--mode", "browser", "--duration", duration, "--report", &s(report)])
         .env("TMPDIR", tmp)
         .stderr(std::process::Stdio::piped())
@@ -160,7 +160,11 @@ fn spawn_browser_probe(url: &str, duration: &str, tmp: &std::path::Path, report:
         if let Some(pid) = main_browser_pid(&s(tmp)) {
             return (child, pid);
         }
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the browser never started");
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the browser never started:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

@@ -168,9 +168,8 @@ fn handle(ev: Event, t: &mut Tracker, sample: &mut LoadSample) {
             let status = p["response"]["status"].as_u64().unwrap_or(0) as u16;
             let url = p["response"]["url"].as_str().unwrap_or_default().to_string();
             if status >= 400 {
-                sample.failures.push(Failure { url: url.clone(), cause: Cause::Status { status }, owner: None });
+                sample.failures.push(Failure { url, cause: Cause::Status { status }, owner: None });
             }
-            sample.fetched.push(url);
         }
         "Network.loadingFinished" => {
             t.last_activity = Instant::now();
