@@ -148,6 +148,8 @@ fn soak_memory_is_stable() {
 
 /// Starts `deskew probe --mode browser` on `url` for `duration` with TMPDIR `tmp`, and waits
 /// until its browser runs; returns the probe process and the browser's pid.
+// The caller waits on the returned child; clippy cannot see across the return.
+#[allow(clippy::zombie_processes)]
 fn spawn_browser_probe(url: &str, duration: &str, tmp: &std::path::Path, report: &std::path::Path) -> (std::process::Child, u32) {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
         .args(["probe", url, "--mode", "browser", "--duration", duration, "--report", &s(report)])
