@@ -203,8 +203,8 @@ pub async fn publish(
                 return Err(PublishError::OwnRecord { release: manifest.release.clone(), source: p });
             }
         }
-        tracing::warn!("ignoring an unusable release record: {}", error_chain(&p));
-        ignored_records.push(error_chain(&p));
+        tracing::warn!("ignoring an unusable release record: {}", crate::error_chain(&p));
+        ignored_records.push(crate::error_chain(&p));
     }
     let records = catalog.records;
 
@@ -420,9 +420,4 @@ async fn upload_all(
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
-}
-
-/// An error and its sources, joined with `: ` (see [`crate::error_chain`]).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    crate::error_chain(e)
 }

@@ -138,8 +138,6 @@ pub struct LoaderOptions {
     pub per_load_connections: usize,
     /// Origins besides the page's whose resources are fetched too.
     pub allow_origins: Vec<String>,
-    /// Extra paths to fetch in every load, relative to the page's base.
-    pub extra_paths: Vec<String>,
     /// With a store: release records, to fetch every asset of the page's release and to say
     /// whom a missing asset belongs to.
     pub releases: Option<Arc<RwLock<ReleaseIndex>>>,
@@ -151,7 +149,6 @@ impl Default for LoaderOptions {
             timeout: Duration::from_secs(10),
             per_load_connections: 6,
             allow_origins: Vec::new(),
-            extra_paths: Vec::new(),
             releases: None,
         }
     }
@@ -213,7 +210,7 @@ impl Loader {
     /// Fetches the page alone (no resources) and returns (how many resources it references,
     /// its sha256), or why it cannot be loaded at all.
     pub async fn preflight(&self) -> Result<(usize, String), Cause> {
-        let client = self.client().map_err(|e| Cause::Network { message: chain(&e) })?;
+        let client = self.client().map_err(|e| Cause::Network { message: deskew_core::error_chain(&e) })?;
         let page = fetch(&client, &|| self.client(), &self.url, true, Kind::Other, &std::sync::atomic::AtomicUsize::new(0)).await?;
         let (_, refs) = extract::html::references(&String::from_utf8_lossy(&page.body));
         Ok((refs.len(), deskew_core::manifest::sha256_hex(&page.body)))
@@ -226,7 +223,7 @@ impl Loader {
         let client = match self.client() {
             Ok(c) => c,
             Err(e) => {
-                sample.failures.push(Failure { url: self.url.to_string(), cause: Cause::Network { message: chain(&e) }, owner: None });
+                sample.failures.push(Failure { url: self.url.to_string(), cause: Cause::Network { message: deskew_core::error_chain(&e) }, owner: None });
                 return sample;
             }
         };
@@ -261,7 +258,7 @@ impl Loader {
                 enqueue(u, r.kind, &mut seen, &mut queue);
             }
         }
-        let mut extra = self.opts.extra_paths.clone();
+        let mut extra: Vec<String> = Vec::new();
         if let Some(index) = &self.opts.releases {
             let index = index.read().await;
             if let Some(release) = sample.page_sha256.as_deref().and_then(|sha| index.release_of_page(sha)) {
@@ -340,7 +337,7 @@ struct Fetched {
 /// Whether an error is a connection closed before any of the response arrived: on a reused
 /// keep-alive connection that the server closed meanwhile, browsers and curl retry once.
 fn is_stale_connection(e: &reqwest::Error) -> bool {
-    let text = chain(e);
+    let text = deskew_core::error_chain(e);
     text.contains("connection closed before message completed") || (text.contains("Connection reset") && !e.is_body())
 }
 
@@ -366,7 +363,7 @@ async fn fetch(
         Ok(r) => r,
         Err(e) if is_stale_connection(&e) => {
             retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let new = fresh().map_err(|e| Cause::Network { message: chain(&e) })?;
+            let new = fresh().map_err(|e| Cause::Network { message: deskew_core::error_chain(&e) })?;
             send(&new).await.map_err(|e| classify(&e))?
         }
         Err(e) => return Err(classify(&e)),
@@ -380,7 +377,7 @@ async fn fetch(
     }
     let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = resp.bytes().await.map_err(|e| {
-        if e.is_timeout() { Cause::Timeout } else { Cause::Truncated { message: chain(&e) } }
+        if e.is_timeout() { Cause::Timeout } else { Cause::Truncated { message: deskew_core::error_chain(&e) } }
     })?;
     let ct = content_type.to_ascii_lowercase();
     if page {
@@ -407,15 +404,10 @@ fn classify(e: &reqwest::Error) -> Cause {
     if e.is_timeout() {
         Cause::Timeout
     } else if e.is_redirect() {
-        Cause::Redirects { message: chain(e) }
+        Cause::Redirects { message: deskew_core::error_chain(e) }
     } else if e.is_body() || e.is_decode() {
-        Cause::Truncated { message: chain(e) }
+        Cause::Truncated { message: deskew_core::error_chain(e) }
     } else {
-        Cause::Network { message: chain(e) }
+        Cause::Network { message: deskew_core::error_chain(e) }
     }
-}
-
-/// An error and its sources, `: `-joined, without repeats.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    deskew_core::error_chain(e)
 }

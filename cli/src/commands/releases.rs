@@ -57,7 +57,7 @@ pub async fn run(a: ReleasesArgs, printer: &Printer) -> Result<Status> {
             reason: d.reason,
         })
         .collect();
-    let unreadable: Vec<String> = catalog.problems.iter().map(|p| deskew_core::publish::error_chain(p)).collect();
+    let unreadable: Vec<String> = catalog.problems.iter().map(|p| deskew_core::error_chain(p)).collect();
     for u in &unreadable {
         printer.warn(format_args!("unreadable record: {u}"));
     }

@@ -24,6 +24,13 @@ fn runtime_chunks(without_chunk: bool) -> Scratch {
     t
 }
 
+/// Runs deskew with its own TMPDIR, so the browser processes and files of this run can be told
+/// apart from those of tests running beside it.
+fn run_with_tmpdir(tmp: &std::path::Path, args: &[&str]) -> Run {
+    std::fs::create_dir_all(tmp).unwrap();
+    deskew().args(args).env("TMPDIR", tmp).output().unwrap().into()
+}
+
 /// No Chromium process of this probe run (its profile lives under `profile_marker`, the run's
 /// TMPDIR) may outlive the probe.
 fn assert_no_browser_left(profile_marker: &str) {
@@ -49,13 +56,7 @@ fn runtime_chunk_after_navigation_is_caught_only_by_browser_visit() {
     let no_visit = run(&["probe", &site.url, "--mode", "browser", "--duration", "2s", "--concurrency", "2"]);
     assert_eq!(no_visit.code, 0, "the chunk loads only after navigation:\n{}", no_visit.stderr);
     let tmp = t.path("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let r: Run = deskew()
-        .args(["probe", &site.url, "--mode", "browser", "--visit", "/reports", "--duration", "3s", "--concurrency", "2", "--json"])
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap()
-        .into();
+    let r = run_with_tmpdir(&tmp, &["probe", &site.url, "--mode", "browser", "--visit", "/reports", "--duration", "3s", "--concurrency", "2", "--json"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let rep = r.json();
     assert_schema("probe-report", &rep);
@@ -122,13 +123,7 @@ fn soak_memory_is_stable() {
     let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v2")));
     let t = Scratch::new();
     let tmp = t.path("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let r: Run = deskew()
-        .args(["probe", &site.url, "--mode", "browser", "--visit", "#/about", "--concurrency", "4", "--duration", "2m", "--json"])
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap()
-        .into();
+    let r = run_with_tmpdir(&tmp, &["probe", &site.url, "--mode", "browser", "--visit", "#/about", "--concurrency", "4", "--duration", "2m", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let rep = r.json();
     assert_schema("probe-report", &rep);

@@ -140,7 +140,7 @@ async fn endless_throttling_fails_bounded() {
     let m = Manifest::from_dir(&dist, &BuildOptions::default()).unwrap();
     let started = std::time::Instant::now();
     let err = publish::publish(&store, &dist, m, &PublishOptions::default(), &NoProgress).await.unwrap_err();
-    let msg = publish::error_chain(&err);
+    let msg = deskew_core::error_chain(&err);
     assert!(msg.contains("SlowDown"), "{msg}");
     assert!(proxy.faults.throttled.load(Ordering::SeqCst) >= 3, "three attempts, then give up");
     assert!(started.elapsed() < std::time::Duration::from_secs(60));

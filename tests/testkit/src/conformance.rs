@@ -86,7 +86,7 @@ async fn try_publish(store: &dyn Store, dir: &Path, release: &str, now: Timestam
 
 async fn publish_ok(store: &dyn Store, dir: &Path, release: &str, now: Timestamp) -> PublishReport {
     let r = try_publish(store, dir, release, now).await;
-    r.unwrap_or_else(|e| panic!("publish {release} to {}: {}", store.url(), publish::error_chain(&e)))
+    r.unwrap_or_else(|e| panic!("publish {release} to {}: {}", store.url(), deskew_core::error_chain(&e)))
 }
 
 fn policy(keep: usize, keep_for: Option<Duration>, pins: &[&str]) -> Policy {
@@ -99,7 +99,7 @@ async fn try_gc(store: &dyn Store, policy: Policy, now: Timestamp, max_delete: O
 }
 
 async fn gc_ok(store: &dyn Store, policy: Policy, now: Timestamp) -> GcReport {
-    try_gc(store, policy, now, None).await.unwrap_or_else(|e| panic!("gc on {}: {}", store.url(), publish::error_chain(&e)))
+    try_gc(store, policy, now, None).await.unwrap_or_else(|e| panic!("gc on {}: {}", store.url(), deskew_core::error_chain(&e)))
 }
 
 async fn keys(store: &dyn Store) -> BTreeSet<String> {
@@ -262,7 +262,7 @@ pub async fn gc_fails_closed_on_corrupt_record(store: &dyn Store) {
     store.put(&bad, Body::Bytes(Bytes::from_static(b"{\"version\": 1, \"release\": ")), &PutOptions::default()).await.unwrap();
     let before = keys(store).await;
     let err = try_gc(store, policy(1, None, &[]), now, None).await.unwrap_err();
-    let msg = publish::error_chain(&err);
+    let msg = deskew_core::error_chain(&err);
     assert!(matches!(err, GcError::Catalog { .. }), "{msg}");
     assert!(msg.contains(".deskew/releases/c0.json"), "{msg}");
     assert_eq!(keys(store).await, before, "nothing may be deleted");
@@ -274,7 +274,7 @@ pub async fn crash_then_rerun(store: &dyn Store) {
     let dist = fixture_dist("v2");
     let failing = Hooked::new(store, FailPutsAfter::new(5));
     let err = try_publish(&failing, &dist, "crashy", real_now()).await.unwrap_err();
-    assert!(publish::error_chain(&err).contains("injected failure"), "{}", publish::error_chain(&err));
+    assert!(deskew_core::error_chain(&err).contains("injected failure"), "{}", deskew_core::error_chain(&err));
     let catalog = Catalog::load(store).await.unwrap();
     assert_eq!(catalog.records.len(), 1);
     assert_eq!(catalog.records[0].state, ReleaseState::Pending);
@@ -396,8 +396,8 @@ pub async fn concurrent_publish_and_gc(store: &dyn Store, iterations: usize) {
         let jp = Hooked::new(store, Jitter::new(Duration::from_millis(3), i as u64 * 2 + 1));
         let jg = Hooked::new(store, Jitter::new(Duration::from_millis(3), i as u64 * 7 + 3));
         let (p, g) = tokio::join!(try_publish(&jp, &dir, &new, real_now()), try_gc(&jg, policy(1, None, &[]), real_now(), None));
-        p.unwrap_or_else(|e| panic!("round {i}: publish: {}", publish::error_chain(&e)));
-        g.unwrap_or_else(|e| panic!("round {i}: gc: {}", publish::error_chain(&e)));
+        p.unwrap_or_else(|e| panic!("round {i}: publish: {}", deskew_core::error_chain(&e)));
+        g.unwrap_or_else(|e| panic!("round {i}: gc: {}", deskew_core::error_chain(&e)));
         let catalog = Catalog::load(store).await.unwrap();
         assert!(catalog.get(&id(&new)).is_some_and(|r| r.state == ReleaseState::Complete), "round {i}: record of {new} lost");
         assert_complete_releases_whole(store).await;
@@ -423,8 +423,8 @@ pub async fn publish_during_gc_delete(store: &dyn Store) {
         tokio::join!(try_publish(&pstore, &dir, "new", real_now()), try_gc(&gstore, policy(1, None, &[]), real_now(), None))
     };
     let (p, g) = tokio::time::timeout(Duration::from_secs(60), run).await.expect("publish and gc deadlocked");
-    let p = p.unwrap_or_else(|e| panic!("publish: {}", publish::error_chain(&e)));
-    let g = g.unwrap_or_else(|e| panic!("gc: {}", publish::error_chain(&e)));
+    let p = p.unwrap_or_else(|e| panic!("publish: {}", deskew_core::error_chain(&e)));
+    let g = g.unwrap_or_else(|e| panic!("gc: {}", deskew_core::error_chain(&e)));
     assert!(g.plan.files.iter().any(|d| d.key.as_str().starts_with("assets/f.")), "gc must have planned to delete f: {:?}", g.plan.files);
     assert!(!p.uploaded_keys.iter().any(|k| k.as_str().starts_with("assets/f.")), "dedupe must have skipped f at first");
     assert_complete_releases_whole(store).await;
