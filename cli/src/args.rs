@@ -1,10 +1,12 @@
 //! Command-line arguments. Doc comments here are the `--help` text.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use deskew_core::ReleaseId;
+use deskew_core::time::Timestamp;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -49,6 +51,9 @@ pub enum Command {
     Gc(GcArgs),
     /// Check that every file of the kept (or given) releases is stored intact.
     Verify(VerifyArgs),
+    /// Make a directory or bucket prefix a deskew store (publish does this itself in an empty
+    /// place; use init to adopt a place that already holds files).
+    Init(InitArgs),
     /// The deployment downtime test: load the page and everything it needs, continuously,
     /// for a duration or around a deploy command; exit 1 if the SLO is missed.
     #[command(after_help = "Example:\n  deskew probe https://web.example/ --concurrency 8 --report probe.json -- kubectl rollout status deploy/web\n\nExit codes: 0 SLO met, 1 SLO missed (failed loads), 2 usage, deploy command or I/O error.")]
@@ -193,21 +198,29 @@ pub struct StoreArgs {
     pub s3: S3Args,
 }
 
-/// The retention policy, when optional.
+/// Retention options besides `--keep`, shared by every command that applies a policy.
 #[derive(Debug, Args, Clone, Default)]
-pub struct PolicyArgs {
-    /// Keep the newest N complete releases.
-    #[arg(long, value_name = "N")]
-    pub keep: Option<usize>,
+pub struct RetentionArgs {
     /// Also keep releases retired (superseded) less than this long ago, e.g. `1h`, `7days`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub keep_for: Option<Duration>,
-    /// Always keep this release (e.g. the one running after a rollback); repeatable.
+    /// Always keep this release (e.g. the one running after a rollback); repeatable. At publish
+    /// it may name the release being published.
     #[arg(long = "pin", value_name = "ID")]
     pub pins: Vec<ReleaseId>,
-    /// Leave pending releases and unreferenced files younger than this alone.
+    /// Keep a pending release this long after its publish was last seen alive (a live publish is
+    /// always kept), and unreferenced files this long after they were written.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     pub grace: Duration,
+}
+
+/// `--keep N`, at least 1.
+pub fn parse_keep(s: &str) -> Result<NonZeroUsize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1: the newest release is the one serving traffic".into()),
+        Ok(n) => Ok(NonZeroUsize::new(n).expect("not zero")),
+        Err(_) => Err(format!("`{s}` is not a number of releases")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -221,8 +234,12 @@ pub struct PublishArgs {
     pub release: Option<ReleaseId>,
     #[command(flatten)]
     pub classify: ClassifyArgs,
+    /// After publishing, gc with this policy: keep the new release and the N newest complete
+    /// releases before it (the one serving traffic until the rollout is among them).
+    #[arg(long, value_name = "N", value_parser = parse_keep)]
+    pub keep: Option<NonZeroUsize>,
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub retention: RetentionArgs,
     /// With --keep/--keep-for: refuse the gc after publishing if it would delete more objects.
     #[arg(long, value_name = "N")]
     pub max_delete: Option<usize>,
@@ -244,8 +261,14 @@ pub struct PublishArgs {
 pub struct ReleasesArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Show what a gc keeping the newest N complete releases would keep.
+    #[arg(long, value_name = "N", value_parser = parse_keep)]
+    pub keep: Option<NonZeroUsize>,
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub retention: RetentionArgs,
+    /// Judge retention as if the clock said this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<Timestamp>,
     /// Print the list as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -255,38 +278,48 @@ pub struct ReleasesArgs {
 pub struct GcArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Keep the newest N complete releases (at least 1).
-    #[arg(long, value_name = "N", required = true)]
-    pub keep: usize,
-    /// Also keep releases retired (superseded) less than this long ago, e.g. `1h`, `7days`.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub keep_for: Option<Duration>,
-    /// Always keep this release; repeatable.
-    #[arg(long = "pin", value_name = "ID")]
-    pub pins: Vec<ReleaseId>,
-    /// Leave pending releases and unreferenced files younger than this alone.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
-    pub grace: Duration,
+    /// Keep the newest N complete releases (at least 1: the newest is the one serving traffic).
+    #[arg(long, value_name = "N", required = true, value_parser = parse_keep)]
+    pub keep: NonZeroUsize,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Refuse (exit 2, nothing deleted) if more objects would be deleted.
     #[arg(long, value_name = "N")]
     pub max_delete: Option<usize>,
     /// Print the plan; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: plan as if the clock said this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "dry_run")]
+    pub at: Option<Timestamp>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// How far apart the clocks of the hosts working on this store may be (leases and publish
+    /// heartbeats count as lapsed only this long after their expiry).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "15s")]
+    pub max_clock_skew: Duration,
+}
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Check only this release; repeatable (default: every release kept under the policy).
+    /// Check only this release; repeatable (default: every complete release a gc with the given
+    /// policy would keep; every complete release without one).
     #[arg(long = "release", value_name = "ID")]
     pub releases: Vec<ReleaseId>,
+    /// Check only the releases a gc keeping the newest N complete releases would keep.
+    #[arg(long, value_name = "N", value_parser = parse_keep)]
+    pub keep: Option<NonZeroUsize>,
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub retention: RetentionArgs,
     /// Objects read at once.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: u16,
@@ -307,6 +340,10 @@ fn parse_percent(s: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
         _ => Err(format!("`{s}` is not a percentage from 0 to 100")),
     }
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(s).map_err(|e| format!("`{s}` is not an RFC 3339 time like 2026-11-29T18:00:00Z: {e}"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -28,7 +28,8 @@ pub enum CatalogError {
 /// The records of a store, newest first, and what could not be read.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    /// Readable records, newest first (by creation time, then id).
+    /// Readable records, newest first (by completion, or creation for releases that never
+    /// completed; then id).
     pub records: Vec<ReleaseRecord>,
     /// Records that could not be used.
     pub problems: Vec<CatalogError>,
@@ -37,14 +38,14 @@ pub struct Catalog {
 impl Catalog {
     /// Reads every record. Fails only if the records folder cannot be listed.
     pub async fn load(store: &dyn Store) -> Result<Catalog, StoreError> {
-        let listing = store.list(Some(&layout::releases_dir())).await?;
+        let listing = store.list(Some(&layout::releases_dir())).await?.objects;
         let mut problems = Vec::new();
         let mut keys = Vec::new();
         for obj in listing {
-            let Some(id) = layout::record_id(&obj.key) else { continue };
-            if id.starts_with('.') && id.contains(crate::store::fs::TMP_MARKER) {
-                continue; // a crashed atomic write's temp file
+            if layout::is_temp(&obj.key) {
+                continue; // a directory store's write in progress, or one that died
             }
+            let Some(id) = layout::record_id(&obj.key) else { continue };
             if ReleaseId::new(id).is_err() {
                 problems.push(CatalogError::BadName(obj.key.clone()));
                 continue;
@@ -70,7 +71,7 @@ impl Catalog {
                 Err(e) => problems.push(e),
             }
         }
-        records.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.release.cmp(&a.release)));
+        records.sort_by(crate::retention::newest_first);
         Ok(Catalog { records, problems })
     }
 

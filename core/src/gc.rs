@@ -1,22 +1,34 @@
-//! The GC engine: takes the lease, reads every record (failing closed), plans, and deletes in
-//! batches, re-reading the records before each batch.
+//! The GC engine: takes the lease, reads every record and heartbeat (failing closed), plans, then
+//! carries the plan out in three phases, each write guarded by the lease:
 //!
-//! Fails closed: a record it cannot read or parse, a listing error, or a lost lease stops it
-//! before it deletes anything more. Records of dropped releases go only after all their files.
+//! 1. rewrite the record of every release it drops as `dropping` (a tombstone);
+//! 2. delete files in batches; before each, list the records again and spare every file a
+//!    record it has not seen references;
+//! 3. delete the dropped records and lapsed heartbeats.
+//!
+//! Fails closed: a record or heartbeat it cannot read, an entry it cannot list (a symbolic link,
+//! an invalid name), a store without the marker, or a lost lease stops it before it deletes
+//! anything more. Killed at any point, it leaves only records that tell the truth: complete ones
+//! are whole, dropped ones say `dropping`; the next gc finishes the job.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::gc_plan::{self, GcPlan};
+use crate::gc_plan::{self, GcPlan, PlanInput};
+use crate::heartbeat::{self, FoundHeartbeat};
+use crate::host::Host;
 use crate::key::Key;
-use crate::lease::{Lease, LeaseError};
-use crate::release::ReleaseId;
+use crate::layout;
+use crate::lease::{Lease, LeaseConfig, LeaseError, Purpose};
+use crate::marker::{self, MarkerError};
+use crate::progress::Progress;
+use crate::release::{ReleaseId, ReleaseRecord, ReleaseState};
 use crate::retention::{Policy, RetentionError};
-use crate::store::{Store, StoreError};
-use crate::time::Timestamp;
+use crate::store::{Body, ListingProblem, ObjectMeta, PutOptions, Store, StoreError};
 
 /// Objects per delete batch (the S3 DeleteObjects limit).
 pub const BATCH: usize = 1000;
@@ -26,14 +38,36 @@ pub const BATCH: usize = 1000;
 pub struct GcOptions {
     /// Which releases stay.
     pub policy: Policy,
-    /// Plan only.
+    /// Plan only: no lease, no writes.
     pub dry_run: bool,
     /// Refuse to run if more objects would be deleted.
     pub max_delete: Option<usize>,
-    /// The policy clock.
-    pub now: Timestamp,
     /// Lease lifetime between renewals.
     pub lease_ttl: Duration,
+    /// How long to wait for another actor's lease.
+    pub lease_wait: Duration,
+    /// How often to look at the lease again while waiting.
+    pub lease_poll: Duration,
+    /// Objects per delete request.
+    pub batch: usize,
+    /// Safety steps to skip: for the simulation's self-test only.
+    #[doc(hidden)]
+    pub faults: crate::faults::Faults,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            policy: Policy::keep_all(),
+            dry_run: false,
+            max_delete: None,
+            lease_ttl: crate::lease::DEFAULT_TTL,
+            lease_wait: Duration::from_secs(300),
+            lease_poll: crate::lease::POLL,
+            batch: BATCH,
+            faults: crate::faults::Faults::default(),
+        }
+    }
 }
 
 /// What a GC did.
@@ -43,7 +77,7 @@ pub struct GcReport {
     pub plan: GcPlan,
     /// Whether nothing was deleted on purpose.
     pub dry_run: bool,
-    /// Objects deleted, records included.
+    /// Objects deleted, records and heartbeats included.
     pub deleted: u64,
     /// Bytes freed.
     pub deleted_bytes: u64,
@@ -54,6 +88,9 @@ pub struct GcReport {
 /// Why a GC stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
+    /// Not a deskew store, or its marker is unreadable; nothing was deleted.
+    #[error(transparent)]
+    Marker(#[from] MarkerError),
     /// A record could not be used; nothing was deleted.
     #[error("{store}: a release record is unusable, so gc deleted nothing")]
     Catalog {
@@ -62,6 +99,16 @@ pub enum GcError {
         /// The record's problem.
         #[source]
         source: CatalogError,
+    },
+    /// The listing met something gc must not guess about; nothing was deleted.
+    #[error("{store} holds {problem}, so gc deleted nothing; move it out of the store{}", if *.more > 0 { format!(" ({} more such entries)", .more) } else { String::new() })]
+    Unlistable {
+        /// The store.
+        store: String,
+        /// The first such entry.
+        problem: ListingProblem,
+        /// How many more.
+        more: usize,
     },
     /// Retention rejected the policy.
     #[error(transparent)]
@@ -77,9 +124,9 @@ pub enum GcError {
     /// The lease could not be taken or kept.
     #[error(transparent)]
     Lease(#[from] LeaseError),
-    /// A listing, read or delete failed.
+    /// A listing, read or write failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// Some deletes failed; records were left in place so the next run retries.
     #[error("{failed} of {attempted} deletes failed in {store}; release records were kept so the next gc retries")]
     Deletes {
@@ -95,79 +142,179 @@ pub enum GcError {
     },
 }
 
-async fn clean_catalog(store: &dyn Store) -> Result<Vec<crate::release::ReleaseRecord>, GcError> {
-    Catalog::load(store)
+impl From<StoreError> for GcError {
+    fn from(e: StoreError) -> GcError {
+        match e {
+            e @ StoreError::GuardFailed { .. } => GcError::Lease(e.into()),
+            e => GcError::Store(e),
+        }
+    }
+}
+
+/// What a plan is made from, read from the store.
+struct Snapshot {
+    records: Vec<ReleaseRecord>,
+    heartbeats: Vec<FoundHeartbeat>,
+    listing: Vec<ObjectMeta>,
+}
+
+async fn snapshot(store: &dyn Store, host: &dyn Host) -> Result<Snapshot, GcError> {
+    let records = Catalog::load(store)
         .await?
         .into_clean()
-        .map_err(|source| GcError::Catalog { store: store.url().into(), source })
+        .map_err(|source| GcError::Catalog { store: store.url().into(), source })?;
+    let heartbeats = heartbeat::read_all(store, host).await?;
+    let listing = store.list(None).await?;
+    if let Some(problem) = listing.problems.first() {
+        return Err(GcError::Unlistable { store: store.url().into(), problem: problem.clone(), more: listing.problems.len() - 1 });
+    }
+    Ok(Snapshot { records, heartbeats, listing: listing.objects })
 }
 
 /// Runs a GC.
-pub async fn run(store: &dyn Store, opts: &GcOptions) -> Result<GcReport, GcError> {
-    let mut lease = if opts.dry_run { None } else { Some(Lease::acquire(store, opts.lease_ttl).await?) };
-    let result = run_locked(store, opts, lease.as_mut()).await;
-    if let Some(lease) = lease {
-        if let Err(e) = lease.release(store).await {
-            tracing::warn!("failed to release the gc lease: {e}");
-        }
+pub async fn run(store: &dyn Store, host: &dyn Host, opts: &GcOptions, progress: &dyn Progress) -> Result<GcReport, GcError> {
+    let marker = marker::require(store).await?;
+    let cfg = LeaseConfig { poll: opts.lease_poll, ..LeaseConfig::new(opts.lease_ttl, marker.max_clock_skew()) };
+    if opts.dry_run {
+        let snap = snapshot(store, host).await?;
+        let plan = make_plan(&snap, opts, host, cfg)?;
+        return Ok(GcReport { plan, dry_run: true, deleted: 0, deleted_bytes: 0, spared: Vec::new() });
+    }
+    let mut lease = Lease::acquire(store, host, cfg, Purpose::Gc, opts.lease_wait, &|why| progress.waiting(why)).await?;
+    let result = run_locked(store, host, opts, cfg, &mut lease, progress).await;
+    if let Err(e) = lease.release(store, host).await {
+        tracing::info!("the gc lease was not released: {}", crate::error_chain(&e));
     }
     result
 }
 
-async fn run_locked(store: &dyn Store, opts: &GcOptions, mut lease: Option<&mut Lease>) -> Result<GcReport, GcError> {
-    let records = clean_catalog(store).await?;
-    let listing = store.list(None).await?;
-    let plan = gc_plan::plan(&records, &listing, &opts.policy, opts.now)?;
+fn make_plan(snap: &Snapshot, opts: &GcOptions, host: &dyn Host, cfg: LeaseConfig) -> Result<GcPlan, GcError> {
+    let faulty: Vec<ReleaseRecord>;
+    let records = if opts.faults.rank_by_creation {
+        faulty = snap.records.iter().cloned().map(|mut r| {
+            r.completed = r.completed.map(|_| r.created);
+            r
+        }).collect();
+        &faulty
+    } else {
+        &snap.records
+    };
+    let input = PlanInput {
+        records,
+        heartbeats: if opts.faults.ignore_heartbeats { &[] } else { &snap.heartbeats },
+        listing: &snap.listing,
+        policy: &opts.policy,
+        now: host.now(),
+        skew: cfg.skew,
+    };
+    let plan = gc_plan::plan(input)?;
     if let Some(max) = opts.max_delete {
         if plan.delete_count() > max {
             return Err(GcError::TooMany { would: plan.delete_count(), max });
         }
     }
-    let mut report = GcReport { plan, dry_run: opts.dry_run, deleted: 0, deleted_bytes: 0, spared: Vec::new() };
-    if opts.dry_run {
-        return Ok(report);
+    Ok(plan)
+}
+
+async fn run_locked(
+    store: &dyn Store,
+    host: &dyn Host,
+    opts: &GcOptions,
+    cfg: LeaseConfig,
+    lease: &mut Lease,
+    progress: &dyn Progress,
+) -> Result<GcReport, GcError> {
+    let snap = lease.keep_alive(store, host, snapshot(store, host)).await?;
+    let plan = make_plan(&snap, opts, host, cfg)?;
+    let mut report = GcReport { plan, dry_run: false, deleted: 0, deleted_bytes: 0, spared: Vec::new() };
+    if !opts.faults.no_tombstones {
+        mark_dropping(store, host, lease, &snap.records, &report.plan.tombstones).await?;
     }
-    let dropped: HashSet<ReleaseId> = report.plan.dropped().cloned().collect();
+    let seen: HashSet<Key> = snap.records.iter().map(|r| layout::record_key(&r.release)).collect();
     let files = report.plan.files.clone();
-    for batch in files.chunks(BATCH) {
-        if let Some(l) = lease.as_deref_mut() {
-            l.renew(store, opts.lease_ttl).await?;
-        }
-        // Re-read the records: a release published since the plan was made must not lose a
-        // file it references.
-        let fresh = clean_catalog(store).await?;
-        let protected: HashSet<Key> = fresh
-            .iter()
-            .filter(|r| !dropped.contains(&r.release))
-            .flat_map(|r| r.stored_files().map(|(k, _)| k).collect::<Vec<_>>())
-            .collect();
+    for batch in files.chunks(opts.batch.max(1)) {
+        let protected = new_records_files(store, &seen).await?;
         let (keys, sizes): (Vec<Key>, Vec<u64>) = batch
             .iter()
             .filter(|d| {
-                let keep = protected.contains(&d.key);
-                if keep {
+                let spare = protected.contains(&d.key);
+                if spare {
                     report.spared.push(d.key.clone());
                 }
-                !keep
+                !spare
             })
             .map(|d| (d.key.clone(), d.size))
             .unzip();
-        delete_all(store, &keys, &sizes, &mut report).await?;
+        delete_guarded(store, host, lease, &keys, &sizes, &mut report, progress).await?;
     }
     let records = report.plan.records.clone();
-    if let Some(l) = lease {
-        l.renew(store, opts.lease_ttl).await?;
-    }
-    let sizes = vec![0; records.len()];
-    delete_all(store, &records, &sizes, &mut report).await?;
+    delete_guarded(store, host, lease, &records, &vec![0; records.len()], &mut report, progress).await?;
+    let heartbeats = report.plan.heartbeats.clone();
+    delete_guarded(store, host, lease, &heartbeats, &vec![0; heartbeats.len()], &mut report, progress).await?;
     Ok(report)
 }
 
-async fn delete_all(store: &dyn Store, keys: &[Key], sizes: &[u64], report: &mut GcReport) -> Result<(), GcError> {
+/// Phase 1: every dropped release's record says `dropping` before any of its files goes.
+async fn mark_dropping(
+    store: &dyn Store,
+    host: &dyn Host,
+    lease: &mut Lease,
+    records: &[ReleaseRecord],
+    ids: &[ReleaseId],
+) -> Result<(), GcError> {
+    for id in ids {
+        let Some(r) = records.iter().find(|r| &r.release == id) else { continue };
+        let mut tomb = r.clone();
+        tomb.state = ReleaseState::Dropping;
+        tomb.dropping_since = Some(host.now());
+        lease.ensure(store, host).await?;
+        let put = PutOptions { content_type: Some("application/json".into()), guard: Some(lease.guard(host)), ..PutOptions::default() };
+        store.put(&layout::record_key(id), Body::Bytes(Bytes::from(tomb.to_json())), &put).await?;
+    }
+    Ok(())
+}
+
+/// Files referenced by records that appeared since the plan was made.
+async fn new_records_files(store: &dyn Store, seen: &HashSet<Key>) -> Result<HashSet<Key>, GcError> {
+    let listing = store.list(Some(&layout::releases_dir())).await?;
+    let mut out = HashSet::new();
+    for obj in listing.objects {
+        if seen.contains(&obj.key) || layout::record_id(&obj.key).is_none() || layout::is_temp(&obj.key) {
+            continue;
+        }
+        let bytes = match store.get(&obj.key).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let record = ReleaseRecord::parse(&obj.key, &bytes)
+            .map_err(|e| GcError::Catalog { store: store.url().into(), source: e.into() })?;
+        out.extend(record.stored_files().map(|(k, _)| k));
+    }
+    Ok(out)
+}
+
+async fn delete_guarded(
+    store: &dyn Store,
+    host: &dyn Host,
+    lease: &mut Lease,
+    keys: &[Key],
+    sizes: &[u64],
+    report: &mut GcReport,
+    progress: &dyn Progress,
+) -> Result<(), GcError> {
     if keys.is_empty() {
         return Ok(());
     }
-    let results = store.delete_many(keys).await;
+    let mut results = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(store.max_delete_batch().max(1)) {
+        lease.ensure(store, host).await?;
+        results.extend(store.delete_many(chunk, Some(&lease.guard(host))).await);
+    }
+    if let Some(e) = results.iter().find_map(|r| r.as_ref().err().filter(|e| matches!(e, StoreError::GuardFailed { .. }))) {
+        let _ = e;
+        return Err(GcError::Lease(LeaseError::Lost { store: store.url().into(), by: None }));
+    }
     let mut failed = 0;
     let mut first = None;
     for (r, size) in results.into_iter().zip(sizes) {
@@ -182,6 +329,7 @@ async fn delete_all(store: &dyn Store, keys: &[Key], sizes: &[u64], report: &mut
             }
         }
     }
+    progress.deleted(keys.len() as u64 - failed as u64);
     match first {
         None => Ok(()),
         Some(first) => Err(GcError::Deletes { store: store.url().into(), failed, attempted: keys.len(), first }),

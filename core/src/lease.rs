@@ -1,100 +1,178 @@
-//! The GC lease: `.deskew/gc.lease`, taken with a create-only write before a GC deletes
-//! anything, renewed before each delete batch, removed when it is done.
+//! The store lease: at most one actor at a time deletes files or changes a record's state (a gc
+//! dropping releases, a publish marking its release complete).
 //!
-//! Publish waits while a live lease exists before its final check that every file is stored;
-//! see ARCHITECTURE.md ("Concurrent publish and GC") for why this, plus records written before
-//! any dedupe decision and re-read before every delete batch, keeps a complete release from ever
-//! referencing a deleted file. Lease times are wall-clock times, never the overridable policy
-//! clock.
+//! The lease is a chain of epochs, `.deskew/lease/<epoch>.json`, each written create-only. The
+//! highest epoch is the lease's state. Taking, breaking, renewing and releasing all mean creating
+//! the next epoch: of two actors that read epoch N and both try to write N+1, exactly one
+//! succeeds, so taking over a lapsed lease and renewing one are atomic compare-and-swaps, with
+//! nothing but create-only writes (`link(2)` on a directory, `If-None-Match: *` on S3). Older
+//! epochs are deleted once a newer one exists, never the highest; after writing an epoch the
+//! writer lists the chain and gives up if a higher epoch exists, which catches a writer that
+//! slept through other actors' epochs and recreated a deleted one.
+//!
+//! Times are wall-clock times of the writer's host. A reader treats a lease as lapsed only
+//! when its own clock is past `expires` plus the store's clock-skew allowance. A holder acts
+//! only while more than [`OP_MARGIN`] of its lease is left, so a request it sends lands before
+//! any other host can see the lease lapse, as long as requests land within that margin.
 
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::host::Host;
+use crate::key::Key;
 use crate::layout;
-use crate::store::{Body, PutMode, PutOptions, Store, StoreError};
+use crate::store::{Body, PutMode, PutOptions, Store, StoreError, WriteGuard};
 use crate::time::Timestamp;
 
 /// How long a lease lives unless renewed.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 
-/// What the lease file holds.
+/// The longest a request sent under the lease may take to land. A holder with less than this
+/// left renews first, and stops if it cannot.
+pub const OP_MARGIN: Duration = Duration::from_secs(20);
+
+/// A holder renews once less than this is left: one guarded request may use up to
+/// [`OP_MARGIN`], and more than [`OP_MARGIN`] must be left after it.
+pub const RENEW_BELOW: Duration = Duration::from_secs(2 * OP_MARGIN.as_secs());
+
+/// How often a waiter looks at the lease again.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// Who takes the lease, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// A gc deleting files.
+    Gc,
+    /// A publish marking its release complete.
+    Publish,
+}
+
+/// Held or given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseState {
+    /// Someone holds it until `expires`.
+    Held,
+    /// Its holder gave it back.
+    Released,
+}
+
+/// One epoch of the lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseBody {
+    /// Its place in the chain.
+    pub epoch: u64,
     /// Who holds it (host and pid), for messages.
     pub holder: String,
-    /// Distinguishes this holder's lease from a later one by the same holder.
-    pub nonce: String,
+    /// The holder's token: tells its own epochs from others'.
+    pub token: String,
+    /// What it is held for.
+    pub purpose: Purpose,
+    /// Held or released.
+    pub state: LeaseState,
     /// When it was taken.
     pub acquired: Timestamp,
-    /// When it lapses unless renewed.
+    /// When it lapses unless renewed (the holder's clock).
     pub expires: Timestamp,
+}
+
+impl LeaseBody {
+    /// Whether a reader whose clock says `now` may take it over.
+    pub fn is_free(&self, now: Timestamp, skew: Duration) -> bool {
+        self.state == LeaseState::Released || now > self.expires.plus(skew)
+    }
+
+    /// When a reader may take it over.
+    pub fn lapses_at(&self, skew: Duration) -> Timestamp {
+        self.expires.plus(skew)
+    }
 }
 
 /// Why the lease could not be taken or kept.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     /// Someone else holds it.
-    #[error("another gc is running on {store} (lease held by {holder} until {expires}); if it died, the lease lapses then")]
+    #[error("{store} is locked by a running {} on {holder} (lease epoch {epoch}); if that process died, the lock lapses at {lapses_at}", purpose_name(*.purpose))]
     Held {
         /// The store.
         store: String,
         /// The holder.
         holder: String,
-        /// When it lapses.
-        expires: Timestamp,
+        /// What for.
+        purpose: Purpose,
+        /// The epoch held.
+        epoch: u64,
+        /// When others may take it over.
+        lapses_at: Timestamp,
     },
-    /// The lease file is not a lease.
-    #[error("the gc lease `{key}` in {store} is unreadable; delete it if no gc is running")]
+    /// The current epoch is not a lease.
+    #[error("the lease `{key}` in {store} is unreadable; delete it if no gc or publish is running")]
     Corrupt {
         /// The store.
         store: String,
         /// The key.
-        key: String,
+        key: Key,
     },
     /// Our lease lapsed or was taken over while we worked.
-    #[error("lost the gc lease on {store}; stopped before deleting more")]
+    #[error("lost the lease on {store}{}; stopped before changing anything more", .by.as_ref().map(|b| format!(" to {b}")).unwrap_or_default())]
     Lost {
         /// The store.
         store: String,
+        /// Who has it now, if known.
+        by: Option<String>,
     },
     /// The store cannot do create-only writes, so a lease cannot be taken safely.
-    #[error("{store} does not honour create-only writes, so gc cannot take its lease safely")]
+    #[error("{store} does not honour create-only writes (If-None-Match), so deskew cannot take its lease safely")]
     Unsupported {
         /// The store.
         store: String,
     },
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
 }
 
-/// A lease we hold.
-#[derive(Debug)]
-pub struct Lease {
-    body: LeaseBody,
+impl From<StoreError> for LeaseError {
+    fn from(e: StoreError) -> LeaseError {
+        match e {
+            StoreError::GuardFailed { store, .. } => LeaseError::Lost { store, by: None },
+            e => LeaseError::Store(e),
+        }
+    }
 }
 
-fn holder() -> String {
-    let host = std::env::var("HOSTNAME").ok().or_else(|| std::fs::read_to_string("/etc/hostname").ok());
-    format!("{}:{}", host.as_deref().map(str::trim).unwrap_or("unknown-host"), std::process::id())
+fn purpose_name(p: Purpose) -> &'static str {
+    match p {
+        Purpose::Gc => "gc",
+        Purpose::Publish => "publish",
+    }
 }
 
-fn nonce() -> String {
-    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    crate::manifest::sha256_hex(format!("{}-{}-{:?}", holder(), t.as_nanos(), std::thread::current().id()).as_bytes())[..16]
-        .to_string()
+/// How a lease is held on one store.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseConfig {
+    /// Lifetime between renewals.
+    pub ttl: Duration,
+    /// The store's clock-skew allowance.
+    pub skew: Duration,
+    /// How often a waiter looks again.
+    pub poll: Duration,
 }
 
-async fn read(store: &dyn Store) -> Result<Option<LeaseBody>, LeaseError> {
-    let key = layout::lease_key();
-    match store.get(&key).await {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|_| LeaseError::Corrupt { store: store.url().into(), key: key.to_string() }),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
+impl LeaseConfig {
+    /// A lease of `ttl` on a store whose clock-skew allowance is `skew`.
+    pub fn new(ttl: Duration, skew: Duration) -> LeaseConfig {
+        LeaseConfig { ttl, skew, poll: POLL }
+    }
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig::new(DEFAULT_TTL, crate::marker::DEFAULT_MAX_CLOCK_SKEW)
     }
 }
 
@@ -102,77 +180,255 @@ fn encode(body: &LeaseBody) -> Body {
     Body::Bytes(Bytes::from(serde_json::to_vec_pretty(body).expect("lease serialises")))
 }
 
-impl Lease {
-    /// Takes the lease, breaking one that has lapsed.
-    pub async fn acquire(store: &dyn Store, ttl: Duration) -> Result<Lease, LeaseError> {
-        if !store.capabilities().create_only {
-            return Err(LeaseError::Unsupported { store: store.url().into() });
-        }
-        let key = layout::lease_key();
-        for _ in 0..2 {
-            let now = Timestamp::now();
-            let body = LeaseBody { holder: holder(), nonce: nonce(), acquired: now, expires: Timestamp(now.0 + ttl) };
-            let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-            match store.put(&key, encode(&body), &opts).await {
-                Ok(()) => return Ok(Lease { body }),
-                Err(StoreError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            match read(store).await? {
-                None => continue, // released between our put and our read
-                Some(held) if held.expires < Timestamp::now() => {
-                    tracing::warn!(holder = %held.holder, expires = %held.expires, "breaking a lapsed gc lease");
-                    store.delete(&key).await?;
-                }
-                Some(held) => {
-                    return Err(LeaseError::Held { store: store.url().into(), holder: held.holder, expires: held.expires });
-                }
-            }
-        }
-        let held = read(store).await?;
-        Err(LeaseError::Held {
-            store: store.url().into(),
-            holder: held.as_ref().map_or_else(|| "unknown".into(), |h| h.holder.clone()),
-            expires: held.map_or_else(Timestamp::now, |h| h.expires),
-        })
-    }
+/// The epochs present, sorted.
+async fn epochs(store: &dyn Store) -> Result<Vec<u64>, StoreError> {
+    let listing = store.list(Some(&layout::lease_dir())).await?;
+    let mut out: Vec<u64> = listing.objects.iter().filter_map(|o| layout::lease_epoch(&o.key)).collect();
+    out.sort_unstable();
+    Ok(out)
+}
 
-    /// Extends the lease by `ttl` from now, after checking it is still ours.
-    pub async fn renew(&mut self, store: &dyn Store, ttl: Duration) -> Result<(), LeaseError> {
-        match read(store).await? {
-            Some(held) if held.nonce == self.body.nonce && held.expires > Timestamp::now() => {}
-            _ => return Err(LeaseError::Lost { store: store.url().into() }),
-        }
-        self.body.expires = Timestamp(SystemTime::now() + ttl);
-        store.put(&layout::lease_key(), encode(&self.body), &PutOptions::default()).await?;
-        Ok(())
-    }
-
-    /// Gives the lease back, if it is still ours.
-    pub async fn release(self, store: &dyn Store) -> Result<(), LeaseError> {
-        if let Some(held) = read(store).await? {
-            if held.nonce == self.body.nonce {
-                store.delete(&layout::lease_key()).await?;
-            }
-        }
-        Ok(())
+async fn read_epoch(store: &dyn Store, epoch: u64) -> Result<Option<LeaseBody>, LeaseError> {
+    let key = layout::lease_key(epoch);
+    match store.get(&key).await {
+        Ok(bytes) => match serde_json::from_slice::<LeaseBody>(&bytes) {
+            Ok(b) if b.epoch == epoch => Ok(Some(b)),
+            _ => Err(LeaseError::Corrupt { store: store.url().into(), key }),
+        },
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Waits until no live lease is held, for at most `max_wait`.
-pub async fn wait_until_free(store: &dyn Store, max_wait: Duration) -> Result<(), LeaseError> {
-    let start = std::time::Instant::now();
+/// The current epoch of the lease, if any was ever taken.
+pub async fn current(store: &dyn Store) -> Result<Option<LeaseBody>, LeaseError> {
     loop {
-        match read(store).await? {
-            None => return Ok(()),
-            Some(held) if held.expires < Timestamp::now() => return Ok(()),
-            Some(held) => {
-                if start.elapsed() >= max_wait {
-                    return Err(LeaseError::Held { store: store.url().into(), holder: held.holder, expires: held.expires });
-                }
-                tracing::info!(holder = %held.holder, "waiting for a running gc to finish");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(&top) = epochs(store).await?.last() else { return Ok(None) };
+        // An epoch is deleted only once a higher one exists: if it vanished, look again.
+        if let Some(body) = read_epoch(store, top).await? {
+            return Ok(Some(body));
+        }
+    }
+}
+
+/// Writes epoch `body.epoch` create-only. Returns the epoch as stored if it is ours: `body`, or,
+/// when an earlier attempt of ours landed first (a retried request, a renewal cut short), that
+/// attempt's body, whose expiry is the one other hosts see. `None` if another actor wrote it.
+async fn write_epoch(store: &dyn Store, body: &LeaseBody) -> Result<Option<LeaseBody>, LeaseError> {
+    let key = layout::lease_key(body.epoch);
+    let opts = PutOptions { mode: PutMode::Create, content_type: Some("application/json".into()), ..PutOptions::default() };
+    match store.put(&key, encode(body), &opts).await {
+        Ok(()) => Ok(Some(body.clone())),
+        Err(StoreError::AlreadyExists { .. }) => Ok(read_epoch(store, body.epoch).await?.filter(|b| b.token == body.token)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// After writing `epoch`: whether it is still the highest, and, if so, deletes the ones below.
+async fn confirm_and_tidy(store: &dyn Store, epoch: u64) -> Result<bool, LeaseError> {
+    let all = epochs(store).await?;
+    if all.last().is_some_and(|&top| top > epoch) {
+        return Ok(false);
+    }
+    let old: Vec<Key> = all.into_iter().filter(|&e| e < epoch).map(layout::lease_key).collect();
+    // Tidying is best effort: a leftover old epoch is harmless.
+    let _ = store.delete_many(&old, None).await;
+    Ok(true)
+}
+
+/// A lease we hold.
+#[derive(Debug)]
+pub struct Lease {
+    body: LeaseBody,
+    cfg: LeaseConfig,
+}
+
+impl Lease {
+    /// Takes the lease if it is free (never taken, released, or lapsed).
+    pub async fn try_acquire(store: &dyn Store, host: &dyn Host, cfg: LeaseConfig, purpose: Purpose) -> Result<Lease, LeaseError> {
+        if !store.capabilities().create_only {
+            return Err(LeaseError::Unsupported { store: store.url().into() });
+        }
+        let token = host.unique();
+        loop {
+            let now = host.now();
+            let cur = current(store).await?;
+            if let Some(c) = cur.as_ref().filter(|c| !c.is_free(now, cfg.skew)) {
+                return Err(held(store, c, cfg.skew));
             }
+            if let Some(c) = cur.as_ref().filter(|c| c.state == LeaseState::Held) {
+                tracing::info!(holder = %c.holder, epoch = c.epoch, "taking over a lapsed lease");
+            }
+            let body = LeaseBody {
+                epoch: cur.map_or(1, |c| c.epoch + 1),
+                holder: host.holder(),
+                token: token.clone(),
+                purpose,
+                state: LeaseState::Held,
+                acquired: now,
+                expires: now.plus(cfg.ttl),
+            };
+            if let Some(stored) = write_epoch(store, &body).await? {
+                if confirm_and_tidy(store, stored.epoch).await? {
+                    return Ok(Lease { body: stored, cfg });
+                }
+            }
+            // Another actor wrote that epoch or a later one first: look again.
+        }
+    }
+
+    /// Takes the lease, waiting up to `max_wait` while someone else holds it; `waiting` is
+    /// told who, each time the holder changes.
+    pub async fn acquire(
+        store: &dyn Store,
+        host: &dyn Host,
+        cfg: LeaseConfig,
+        purpose: Purpose,
+        max_wait: Duration,
+        waiting: &(dyn Fn(&LeaseError) + Send + Sync),
+    ) -> Result<Lease, LeaseError> {
+        let start = host.now();
+        let mut told: Option<u64> = None;
+        loop {
+            match Lease::try_acquire(store, host, cfg, purpose).await {
+                Err(e @ LeaseError::Held { .. }) => {
+                    if host.now().since(start) >= max_wait {
+                        return Err(e);
+                    }
+                    if let LeaseError::Held { epoch, .. } = &e {
+                        if told != Some(*epoch) {
+                            told = Some(*epoch);
+                            waiting(&e);
+                        }
+                    }
+                    host.sleep(cfg.poll).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The epoch held.
+    pub fn epoch(&self) -> u64 {
+        self.body.epoch
+    }
+
+    /// Call right before each write the lease guards. Fails with [`LeaseError::Lost`] unless
+    /// more than [`OP_MARGIN`] of the lease is left, so the guarded write lands before any other
+    /// host may see the lease lapse; renews first when less than [`RENEW_BELOW`] is left.
+    pub async fn ensure(&mut self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
+        if self.body.expires.since(host.now()) < RENEW_BELOW {
+            self.renew(store, host).await?;
+        }
+        self.check(store, host)
+    }
+
+    /// A guard for one write or delete under this lease: it allows the commit only while more
+    /// than [`OP_MARGIN`] of the lease is left.
+    pub fn guard(&self, host: &dyn Host) -> WriteGuard {
+        let (expires, host) = (self.body.expires, host.handle());
+        WriteGuard::new(move || expires.since(host.now()) > OP_MARGIN)
+    }
+
+    fn check(&self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
+        if self.body.expires.since(host.now()) <= OP_MARGIN {
+            return Err(LeaseError::Lost { store: store.url().into(), by: None });
+        }
+        Ok(())
+    }
+
+    /// Extends the lease by writing the next epoch. Refused once less than [`OP_MARGIN`] is
+    /// left: a renewal must land before the lease can look lapsed to anyone, or a waiter that saw
+    /// it lapse would go on while we went on too.
+    pub async fn renew(&mut self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
+        self.check(store, host)?;
+        let next = LeaseBody { epoch: self.body.epoch + 1, expires: host.now().plus(self.cfg.ttl), ..self.body.clone() };
+        self.advance(store, next).await
+    }
+
+    /// Runs `work` (which must not use the lease), renewing the lease in the background so a
+    /// long read does not let it lapse. A renewal that fails stops the renewing; the next
+    /// [`Lease::ensure`] reports the loss.
+    pub async fn keep_alive<T>(&mut self, store: &dyn Store, host: &dyn Host, work: impl std::future::Future<Output = T>) -> T {
+        let every = self.cfg.ttl / 4;
+        let busy = AtomicBool::new(false);
+        let renewing = async {
+            loop {
+                host.sleep(every).await;
+                if self.body.expires.since(host.now()) < RENEW_BELOW {
+                    busy.store(true, Ordering::SeqCst);
+                    let failed = self.renew(store, host).await.is_err();
+                    busy.store(false, Ordering::SeqCst);
+                    if failed {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        let (work, renewing) = (std::pin::pin!(work), std::pin::pin!(renewing));
+        match futures::future::select(work, renewing).await {
+            futures::future::Either::Left((out, mut renewing)) => {
+                // Let a renewal in flight finish, so the lease we hold is the one stored.
+                futures::future::poll_fn(|cx| {
+                    if busy.load(Ordering::SeqCst) {
+                        let _ = renewing.as_mut().poll(cx);
+                    }
+                    if busy.load(Ordering::SeqCst) { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+                })
+                .await;
+                out
+            }
+            futures::future::Either::Right(_) => unreachable!("the renewal loop never ends"),
+        }
+    }
+
+    async fn advance(&mut self, store: &dyn Store, next: LeaseBody) -> Result<(), LeaseError> {
+        if let Some(stored) = write_epoch(store, &next).await? {
+            if confirm_and_tidy(store, stored.epoch).await? {
+                self.body = stored;
+                return Ok(());
+            }
+        }
+        let by = current(store).await.ok().flatten().map(|b| b.holder);
+        Err(LeaseError::Lost { store: store.url().into(), by })
+    }
+
+    /// Gives the lease back.
+    pub async fn release(mut self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
+        let next = LeaseBody { epoch: self.body.epoch + 1, state: LeaseState::Released, expires: host.now(), ..self.body.clone() };
+        self.advance(store, next).await
+    }
+}
+
+fn held(store: &dyn Store, c: &LeaseBody, skew: Duration) -> LeaseError {
+    LeaseError::Held { store: store.url().into(), holder: c.holder.clone(), purpose: c.purpose, epoch: c.epoch, lapses_at: c.lapses_at(skew) }
+}
+
+/// Waits until no one holds the lease, for at most `max_wait`; `waiting` is told who holds it,
+/// each time the holder changes.
+pub async fn wait_until_free(
+    store: &dyn Store,
+    host: &dyn Host,
+    cfg: LeaseConfig,
+    max_wait: Duration,
+    waiting: &(dyn Fn(&LeaseError) + Send + Sync),
+) -> Result<(), LeaseError> {
+    let start = host.now();
+    let mut told: Option<u64> = None;
+    loop {
+        match current(store).await? {
+            Some(c) if !c.is_free(host.now(), cfg.skew) => {
+                let e = held(store, &c, cfg.skew);
+                if host.now().since(start) >= max_wait {
+                    return Err(e);
+                }
+                if told != Some(c.epoch) {
+                    told = Some(c.epoch);
+                    waiting(&e);
+                }
+                host.sleep(cfg.poll).await;
+            }
+            _ => return Ok(()),
         }
     }
 }

@@ -7,13 +7,19 @@
 
 pub mod catalog;
 pub mod classify;
+pub mod digest;
+pub mod faults;
 pub mod gc;
 pub mod gc_plan;
+pub mod heartbeat;
+pub mod host;
 pub mod key;
 pub mod layout;
 pub mod lease;
 pub mod manifest;
+pub mod marker;
 pub mod mime;
+pub mod progress;
 pub mod publish;
 pub mod release;
 pub mod retention;

@@ -6,7 +6,7 @@
 //! link that leads out of the build directory.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -214,28 +214,7 @@ pub fn digest(files: &[ManifestFile]) -> String {
     hex::encode(h.finalize())
 }
 
-/// sha256 and size of everything `r` yields.
-pub fn hash_reader(mut r: impl Read) -> io::Result<(String, u64)> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(h.finalize()), size))
-}
-
-/// Lower-case hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::digest::{hash_reader, sha256_hex};
 
 fn walk(dist: &Path, opts: &BuildOptions) -> Result<Vec<Found>, ManifestError> {
     let meta = match std::fs::metadata(dist) {

@@ -3,7 +3,9 @@
 //! A record holds the release's whole manifest, so every question about what a release needs
 //! (dedupe, retention, GC, verify, the probe's release matching) is answered from records, never
 //! by reading assets. A record is `pending` from before the first asset is written until every
-//! asset and entry file is stored; only then is it rewritten as `complete`.
+//! asset and entry file is stored; only then is it rewritten as `complete`. A gc that drops a
+//! release rewrites its record as `dropping` before it deletes the first file, so a record that
+//! says `complete` is always whole, even after a gc was killed half-way.
 
 use std::fmt;
 
@@ -83,6 +85,9 @@ pub enum ReleaseState {
     Pending,
     /// Every file is stored.
     Complete,
+    /// A gc is deleting its files (or was, and died): the release is not whole and never served,
+    /// kept or pinned again. The next gc finishes the job; publishing it again restores it.
+    Dropping,
 }
 
 impl ReleaseState {
@@ -91,6 +96,7 @@ impl ReleaseState {
         match self {
             ReleaseState::Pending => "pending",
             ReleaseState::Complete => "complete",
+            ReleaseState::Dropping => "dropping",
         }
     }
 }
@@ -106,9 +112,12 @@ pub struct ReleaseRecord {
     pub state: ReleaseState,
     /// When the publish began (the pending record was first written).
     pub created: Timestamp,
-    /// When the record was marked complete.
+    /// When the record was marked complete: the release's place in retention order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed: Option<Timestamp>,
+    /// When a gc began dropping it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropping_since: Option<Timestamp>,
     /// The deskew that wrote it.
     pub tool: String,
     /// The release's whole manifest.
@@ -154,6 +163,7 @@ impl ReleaseRecord {
             state: ReleaseState::Pending,
             created,
             completed: None,
+            dropping_since: None,
             tool: crate::tool_version(),
             manifest,
         }
@@ -193,6 +203,11 @@ impl ReleaseRecord {
             return bad("it is complete but has no completion time".into());
         }
         Ok(rec)
+    }
+
+    /// When it became complete (its creation time for a record that never was).
+    pub fn completed_or_created(&self) -> Timestamp {
+        self.completed.unwrap_or(self.created)
     }
 
     /// Pretty JSON with a trailing newline.

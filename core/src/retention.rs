@@ -1,15 +1,22 @@
 //! Which releases a store keeps.
 //!
-//! A complete release is kept if it is among the newest `keep`, OR was retired (superseded by
-//! the next complete release) less than `keep_for` ago, OR is pinned. Count OR age, as Rails'
-//! `assets:clean(count, age)`; age runs from retirement, not creation, because an open tab keeps
-//! loading chunks of the release it started on for as long as it stays open, and that release
-//! may have been built weeks before it stopped being current. A pending release is kept while it
-//! is younger than the grace period (it may still be publishing), and dropped after.
+//! Complete releases are ranked by when they **completed**, newest first: a publish that was
+//! resumed days after its first attempt is the newest release the moment it completes, whatever
+//! its creation time. A complete release is kept if it is among the newest `keep`, OR was retired
+//! (superseded by the next complete release) less than `keep_for` ago, OR is pinned. Count OR
+//! age, as Rails' `assets:clean(count, age)`; age runs from retirement, not creation, because an
+//! open tab keeps loading chunks of the release it started on for as long as it stays open.
 //!
-//! The newest complete release is always kept: `keep` must be at least 1.
+//! At publish time the policy names the release just published ([`Policy::published`]): it is
+//! kept, and `keep` counts the releases besides it, so `publish --keep 1` keeps the new release
+//! and the one serving traffic until the rollout replaces it.
+//!
+//! A pending release is kept while its publish is live (a heartbeat that has not lapsed) or for
+//! `grace` after its last sign of life, and dropped after. A `dropping` release (a gc began
+//! deleting it) is always dropped: it is not whole, so it is never kept, counted or pinned.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,14 +27,17 @@ use crate::time::Timestamp;
 /// The retention policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Keep the newest N complete releases (at least 1). `usize::MAX` keeps all.
-    pub keep: usize,
+    /// Keep the newest N complete releases (besides [`Policy::published`], when set).
+    pub keep: NonZeroUsize,
     /// Also keep releases retired less than this long ago.
     pub keep_for: Option<Duration>,
     /// Always keep these (the release running after a rollback, say).
     pub pins: Vec<ReleaseId>,
-    /// Pending releases and unreferenced files younger than this are left alone.
+    /// Pending releases and unreferenced files are left alone this long after their last sign
+    /// of life.
     pub grace: Duration,
+    /// The release the current publish just completed: kept, and not counted in `keep`.
+    pub published: Option<ReleaseId>,
 }
 
 /// The default grace period: one hour.
@@ -36,26 +46,33 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 impl Policy {
     /// A policy that keeps every release.
     pub fn keep_all() -> Policy {
-        Policy { keep: usize::MAX, keep_for: None, pins: Vec::new(), grace: DEFAULT_GRACE }
+        Policy { keep: NonZeroUsize::MAX, keep_for: None, pins: Vec::new(), grace: DEFAULT_GRACE, published: None }
+    }
+
+    /// A policy keeping the newest `keep` complete releases, nothing else.
+    pub fn keep(keep: NonZeroUsize) -> Policy {
+        Policy { keep, ..Policy::keep_all() }
     }
 }
 
 /// Why a policy cannot be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
-    /// `keep` is 0.
-    #[error("--keep must be at least 1: the newest release is the one being served")]
-    KeepZero,
     /// A pin names no release in the store. A typo must not let the running release go.
     #[error("pinned release `{0}` is not in the store")]
     UnknownPin(ReleaseId),
+    /// A pin names a release a gc was dropping.
+    #[error("pinned release `{0}` is not whole: a gc began dropping it and was interrupted; publish it again (same --release) to restore it")]
+    PinnedDropping(ReleaseId),
 }
 
 /// Why a release is kept or dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
-    /// The newest complete release.
+    /// Just published by this publish.
+    Published,
+    /// The newest complete release (the one serving traffic).
     Current,
     /// Among the newest `keep`.
     Newest,
@@ -63,23 +80,27 @@ pub enum Reason {
     RecentlyRetired,
     /// Pinned.
     Pinned,
-    /// Pending and younger than the grace period.
+    /// Being published: pending, and its publish is live or was seen within the grace
+    /// period; or complete and being published again.
     Publishing,
     /// Complete, and neither new, young nor pinned.
     Expired,
-    /// Pending and older than the grace period: a publish that crashed.
+    /// Pending, and its publish has shown no sign of life for longer than the grace period.
     Abandoned,
+    /// A gc began dropping it (and may have died): not whole, dropped.
+    Dropping,
 }
 
 impl Reason {
     /// Whether this reason keeps the release.
     pub fn keeps(self) -> bool {
-        !matches!(self, Reason::Expired | Reason::Abandoned)
+        !matches!(self, Reason::Expired | Reason::Abandoned | Reason::Dropping)
     }
 
     /// The kebab-case name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::Published => "published",
             Reason::Current => "current",
             Reason::Newest => "newest",
             Reason::RecentlyRetired => "recently-retired",
@@ -87,6 +108,7 @@ impl Reason {
             Reason::Publishing => "publishing",
             Reason::Expired => "expired",
             Reason::Abandoned => "abandoned",
+            Reason::Dropping => "dropping",
         }
     }
 }
@@ -100,7 +122,11 @@ pub struct Decision {
     pub state: ReleaseState,
     /// When it was created.
     pub created: Timestamp,
-    /// When the next complete release superseded it; `None` for the current one and pending ones.
+    /// When it completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed: Option<Timestamp>,
+    /// When the next complete release superseded it; `None` for the newest and for releases
+    /// that are not complete.
     pub retired: Option<Timestamp>,
     /// Whether it is kept.
     pub kept: bool,
@@ -108,56 +134,93 @@ pub struct Decision {
     pub reason: Reason,
 }
 
-/// Applies `policy` to `records` (newest first, as [`crate::catalog::Catalog`] sorts them).
-pub fn decide(records: &[ReleaseRecord], policy: &Policy, now: Timestamp) -> Result<Vec<Decision>, RetentionError> {
-    if policy.keep == 0 {
-        return Err(RetentionError::KeepZero);
-    }
-    let ids: HashSet<&ReleaseId> = records.iter().map(|r| &r.release).collect();
-    if let Some(pin) = policy.pins.iter().find(|p| !ids.contains(p)) {
-        return Err(RetentionError::UnknownPin(pin.clone()));
-    }
+/// Which releases have a publish at work ([`crate::heartbeat::liveness`]).
+#[derive(Clone, Debug, Default)]
+pub struct Liveness {
+    /// Releases whose publish was live when its heartbeat was read.
+    pub live: HashSet<ReleaseId>,
+    /// Releases whose publish was live, or lapsed less than the grace period before.
+    pub recent: HashSet<ReleaseId>,
+}
+
+/// Applies `policy` to `records` at `now`. Decisions come out in the records' order.
+pub fn decide(records: &[ReleaseRecord], liveness: &Liveness, policy: &Policy, now: Timestamp) -> Result<Vec<Decision>, RetentionError> {
+    check_pins(records, policy)?;
+    let retired = retirement(records);
+    let mut ranked: Vec<&ReleaseRecord> = records
+        .iter()
+        .filter(|r| r.state == ReleaseState::Complete && Some(&r.release) != policy.published.as_ref())
+        .collect();
+    ranked.sort_by(|a, b| newest_first(a, b));
+    let rank: HashMap<&ReleaseId, usize> = ranked.iter().enumerate().map(|(i, r)| (&r.release, i + 1)).collect();
     let mut out = Vec::with_capacity(records.len());
-    let mut complete_seen = 0usize;
-    // Completion time of the nearest newer complete release: when the next one went out.
-    let mut newer_completed: Option<Timestamp> = None;
     for r in records {
         let pinned = policy.pins.contains(&r.release);
-        let (retired, reason) = match r.state {
+        let reason = match r.state {
+            ReleaseState::Dropping => Reason::Dropping,
             ReleaseState::Pending => {
-                let young = r.created.age_at(now) < policy.grace;
-                (None, if pinned { Reason::Pinned } else if young { Reason::Publishing } else { Reason::Abandoned })
+                if pinned {
+                    Reason::Pinned
+                } else if liveness.recent.contains(&r.release) || r.created.age_at(now) < policy.grace {
+                    Reason::Publishing
+                } else {
+                    Reason::Abandoned
+                }
             }
+            ReleaseState::Complete if Some(&r.release) == policy.published.as_ref() => Reason::Published,
             ReleaseState::Complete => {
-                complete_seen += 1;
-                let retired = newer_completed;
-                newer_completed = Some(r.completed.unwrap_or(r.created));
-                let recently = match (retired, policy.keep_for) {
+                let n = rank[&r.release];
+                let recently = match (retired.get(&r.release), policy.keep_for) {
                     (Some(t), Some(d)) => t.age_at(now) < d,
                     _ => false,
                 };
-                let reason = if complete_seen == 1 {
+                if n == 1 {
                     Reason::Current
-                } else if complete_seen <= policy.keep {
+                } else if n <= policy.keep.get() {
                     Reason::Newest
                 } else if pinned {
                     Reason::Pinned
                 } else if recently {
                     Reason::RecentlyRetired
+                } else if liveness.live.contains(&r.release) {
+                    Reason::Publishing // published again right now (a rollback)
                 } else {
                     Reason::Expired
-                };
-                (retired, reason)
+                }
             }
         };
         out.push(Decision {
             release: r.release.clone(),
             state: r.state,
             created: r.created,
-            retired,
+            completed: r.completed,
+            retired: retired.get(&r.release).copied(),
             kept: reason.keeps(),
             reason,
         });
     }
     Ok(out)
+}
+
+/// Newest completion first; ties broken by id so every host ranks alike.
+pub fn newest_first(a: &ReleaseRecord, b: &ReleaseRecord) -> std::cmp::Ordering {
+    b.completed_or_created().cmp(&a.completed_or_created()).then_with(|| b.release.cmp(&a.release))
+}
+
+/// For each complete release but the newest: when the next complete release completed.
+fn retirement(records: &[ReleaseRecord]) -> HashMap<ReleaseId, Timestamp> {
+    let mut complete: Vec<&ReleaseRecord> = records.iter().filter(|r| r.state == ReleaseState::Complete).collect();
+    complete.sort_by(|a, b| newest_first(a, b));
+    complete.windows(2).map(|w| (w[1].release.clone(), w[0].completed_or_created())).collect()
+}
+
+fn check_pins(records: &[ReleaseRecord], policy: &Policy) -> Result<(), RetentionError> {
+    let ids: HashSet<&ReleaseId> = records.iter().map(|r| &r.release).chain(policy.published.as_ref()).collect();
+    if let Some(pin) = policy.pins.iter().find(|p| !ids.contains(p)) {
+        return Err(RetentionError::UnknownPin(pin.clone()));
+    }
+    if let Some(r) = records.iter().find(|r| r.state == ReleaseState::Dropping && policy.pins.contains(&r.release)) {
+        return Err(RetentionError::PinnedDropping(r.release.clone()));
+    }
+    Ok(())
 }

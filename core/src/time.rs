@@ -34,6 +34,16 @@ impl Timestamp {
             .collect()
     }
 
+    /// `self + d`.
+    pub fn plus(&self, d: Duration) -> Timestamp {
+        Timestamp(self.0 + d)
+    }
+
+    /// How long after `earlier` this is; zero if it is not after it.
+    pub fn since(&self, earlier: Timestamp) -> Duration {
+        self.0.duration_since(earlier.0).unwrap_or_default()
+    }
+
     /// `self - d`, saturating at the epoch.
     pub fn minus(&self, d: Duration) -> Timestamp {
         Timestamp(self.0.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH))

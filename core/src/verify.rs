@@ -8,7 +8,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::key::Key;
-use crate::manifest::{FileClass, sha256_hex};
+use crate::digest::sha256_hex;
+use crate::manifest::FileClass;
 use crate::release::{ReleaseId, ReleaseRecord};
 use crate::store::{Store, StoreError};
 
@@ -22,6 +23,11 @@ pub enum Problem {
     Corrupt {
         /// sha256 of what is stored.
         actual: String,
+    },
+    /// In the store but not readable as a file (a symbolic link, a device), or the read failed.
+    Unreadable {
+        /// Why.
+        why: String,
     },
 }
 
@@ -51,6 +57,8 @@ pub struct VerifyReport {
     pub findings: Vec<Finding>,
     /// Mutable files that a newer release replaced in place (expected, not a failure).
     pub superseded: Vec<Finding>,
+    /// Entries of the store that are not usable objects (reported, not checked).
+    pub warnings: Vec<String>,
 }
 
 /// Checks `releases`; `all` (newest first) tells which newer release replaced a mutable file.
@@ -60,7 +68,8 @@ pub async fn verify(
     all: &[ReleaseRecord],
     concurrency: usize,
 ) -> Result<VerifyReport, StoreError> {
-    let listed: HashSet<Key> = store.list(None).await?.into_iter().map(|o| o.key).collect();
+    let listing = store.list(None).await?;
+    let listed: HashSet<Key> = listing.objects.into_iter().map(|o| o.key).collect();
     let keys: HashSet<Key> = releases.iter().flat_map(|r| r.stored_files().map(|(k, _)| k).collect::<Vec<_>>()).collect();
     let to_read: Vec<Key> = keys.into_iter().filter(|k| listed.contains(k)).collect();
     type Hashed = (Key, Result<(String, u64), StoreError>);
@@ -72,16 +81,20 @@ pub async fn verify(
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let mut actual: HashMap<Key, String> = HashMap::new();
+    let mut actual: HashMap<Key, Result<String, String>> = HashMap::new();
     let mut report = VerifyReport { releases: releases.iter().map(|r| r.release.clone()).collect(), ..Default::default() };
+    report.warnings = listing.problems.iter().map(|p| format!("the store holds {p}; it was not checked")).collect();
     for (key, r) in hashes {
         match r {
             Ok((sha, size)) => {
                 report.objects += 1;
                 report.bytes += size;
-                actual.insert(key, sha);
+                actual.insert(key, Ok(sha));
             }
             Err(e) if e.is_not_found() => {}
+            Err(e @ (StoreError::NotRegular { .. } | StoreError::Backend { op: crate::store::Op::Get, .. })) => {
+                actual.insert(key, Err(crate::error_chain(&e)));
+            }
             Err(e) => return Err(e),
         }
     }
@@ -89,8 +102,9 @@ pub async fn verify(
         for (key, f) in r.stored_files() {
             let problem = match actual.get(&key) {
                 None => Problem::Missing,
-                Some(sha) if *sha == f.sha256 => continue,
-                Some(sha) => Problem::Corrupt { actual: sha.clone() },
+                Some(Ok(sha)) if *sha == f.sha256 => continue,
+                Some(Ok(sha)) => Problem::Corrupt { actual: sha.clone() },
+                Some(Err(why)) => Problem::Unreadable { why: why.clone() },
             };
             let finding = Finding { release: r.release.clone(), path: f.path.clone(), key: key.clone(), problem };
             let replaced_by_newer = f.class == FileClass::Mutable

@@ -9,7 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::Bytes;
 use deskew_core::Key;
-use deskew_core::store::{Body, Capabilities, ObjectMeta, Op, PutMode, PutOptions, Store, StoreError};
+use deskew_core::store::{Body, Capabilities, Listing, ListingProblem, ObjectMeta, Op, PutMode, PutOptions, Store, StoreError, WriteGuard};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
@@ -99,9 +99,19 @@ impl S3Store {
         verdict
     }
 
+    /// The whole file if it is no larger than the multipart threshold (decided by what is read,
+    /// not by a size read earlier: a file that shrank or grew is judged by its bytes).
+    async fn read_small(&self, key: &Key, path: &Path) -> Result<Option<Bytes>, StoreError> {
+        let io = |e: std::io::Error| StoreError::backend(Op::Put, &self.url, key.as_str(), e);
+        let file = tokio::fs::File::open(path).await.map_err(io)?;
+        let mut buf = Vec::new();
+        file.take(self.multipart_threshold + 1).read_to_end(&mut buf).await.map_err(io)?;
+        Ok((buf.len() as u64 <= self.multipart_threshold).then(|| Bytes::from(buf)))
+    }
+
     async fn put_multipart(&self, key: &Key, path: &Path, opts: &PutOptions) -> Result<(), StoreError> {
         let full = self.full(key);
-        let io = |e: std::io::Error| StoreError::Backend { op: Op::Put, store: self.url.clone(), key: key.to_string(), source: e.into() };
+        let io = |e: std::io::Error| StoreError::backend(Op::Put, &self.url, key.as_str(), e);
         let mut create = self.client.create_multipart_upload().bucket(&self.bucket).key(&full);
         if let Some(ct) = &opts.content_type {
             create = create.content_type(ct);
@@ -159,6 +169,7 @@ impl S3Store {
             if opts.mode == PutMode::Create && self.create_only {
                 complete = complete.if_none_match("*");
             }
+            WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str())?;
             complete.send().await.map_err(|e| self.put_error(key, opts, e))?;
             Ok(())
         }
@@ -191,13 +202,18 @@ impl Store for S3Store {
     }
 
     async fn put(&self, key: &Key, body: Body, opts: &PutOptions) -> Result<(), StoreError> {
-        if let Body::File(path) = &body {
-            let len = tokio::fs::metadata(path)
-                .await
-                .map_err(|e| StoreError::Backend { op: Op::Put, store: self.url.clone(), key: key.to_string(), source: e.into() })?
-                .len();
-            if len > self.multipart_threshold {
-                return self.put_multipart(key, path, opts).await;
+        let bytes = match body {
+            Body::Bytes(b) => b,
+            Body::File(path) => match self.read_small(key, &path).await? {
+                Some(b) => b,
+                // Larger than the multipart threshold: streamed in parts, hashed on the way.
+                None => return self.put_multipart(key, &path, opts).await,
+            },
+        };
+        if let Some(expected) = &opts.sha256 {
+            let actual = deskew_core::digest::sha256_hex(&bytes);
+            if *expected != actual {
+                return Err(StoreError::Checksum { store: self.url.clone(), key: key.to_string(), expected: expected.clone(), actual });
             }
         }
         if opts.mode == PutMode::Create && !self.create_only {
@@ -208,13 +224,7 @@ impl Store for S3Store {
                 Err(e) => return Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
             }
         }
-        let stream = match body {
-            Body::Bytes(b) => ByteStream::from(b),
-            Body::File(path) => ByteStream::from_path(&path)
-                .await
-                .map_err(|e| StoreError::Backend { op: Op::Put, store: self.url.clone(), key: key.to_string(), source: Box::new(S3Cause(e.to_string())) })?,
-        };
-        let mut req = self.client.put_object().bucket(&self.bucket).key(self.full(key)).body(stream);
+        let mut req = self.client.put_object().bucket(&self.bucket).key(self.full(key)).body(ByteStream::from(bytes));
         if let Some(ct) = &opts.content_type {
             req = req.content_type(ct);
         }
@@ -227,6 +237,7 @@ impl Store for S3Store {
         if opts.mode == PutMode::Create && self.create_only {
             req = req.if_none_match("*");
         }
+        WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str())?;
         req.send().await.map_err(|e| self.put_error(key, opts, e))?;
         Ok(())
     }
@@ -248,12 +259,29 @@ impl Store for S3Store {
         Ok(data.into_bytes())
     }
 
-    async fn list(&self, prefix: Option<&Key>) -> Result<Vec<ObjectMeta>, StoreError> {
+    fn max_delete_batch(&self) -> usize {
+        1000
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| errors::backend(&self.url, Op::List, &self.prefix, e))?;
+        Ok(out.contents().is_empty())
+    }
+
+    async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
         let full_prefix = match prefix {
             Some(p) => format!("{}{}/", self.prefix, p),
             None => self.prefix.clone(),
         };
-        let mut out = Vec::new();
+        let mut out = Listing::default();
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| errors::backend(&self.url, Op::List, &full_prefix, e))?;
@@ -264,12 +292,18 @@ impl Store for S3Store {
                 if rel.ends_with('/') && obj.size().unwrap_or(0) == 0 {
                     continue;
                 }
-                let key = Key::new(rel).map_err(|_| StoreError::InvalidName { store: self.url.clone(), name: name.into() })?;
+                let key = match Key::new(rel) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        out.problems.push(ListingProblem { name: rel.into(), why: format!("is not a valid path: {e}") });
+                        continue;
+                    }
+                };
                 let modified = obj
                     .last_modified()
                     .and_then(|t| SystemTime::try_from(*t).ok())
                     .unwrap_or(SystemTime::UNIX_EPOCH);
-                out.push(ObjectMeta { key, size: obj.size().unwrap_or(0).max(0) as u64, modified });
+                out.objects.push(ObjectMeta { key, size: obj.size().unwrap_or(0).max(0) as u64, modified });
             }
         }
         Ok(out)
@@ -286,9 +320,13 @@ impl Store for S3Store {
             .or_else(|e| if matches!(errors::status_and_code(&e).0, Some(404)) { Ok(()) } else { Err(errors::backend(&self.url, Op::Delete, key.as_str(), e)) })
     }
 
-    async fn delete_many(&self, keys: &[Key]) -> Vec<Result<(), StoreError>> {
+    async fn delete_many(&self, keys: &[Key], guard: Option<&WriteGuard>) -> Vec<Result<(), StoreError>> {
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(1000) {
+            if WriteGuard::check(guard, &self.url, chunk[0].as_str()).is_err() {
+                results.extend(chunk.iter().map(|k| Err(StoreError::GuardFailed { store: self.url.clone(), key: k.to_string() })));
+                continue;
+            }
             let ids: Vec<ObjectIdentifier> = chunk
                 .iter()
                 .map(|k| ObjectIdentifier::builder().key(self.full(k)).build().expect("key is set"))

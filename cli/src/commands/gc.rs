@@ -3,7 +3,6 @@
 use anyhow::{Context, Result};
 use deskew_core::gc::{self, GcOptions, GcReport};
 use deskew_core::gc_plan::DeleteReason;
-use deskew_core::lease;
 use deskew_core::retention::Policy;
 use serde::Serialize;
 
@@ -21,15 +20,18 @@ struct Output<'a> {
 }
 
 pub async fn run(a: GcArgs, printer: &Printer) -> Result<Status> {
-    let store = stores::open(&a.store, Create::No, Access::Write).await?;
+    let store = stores::open(&a.store, Create::No, if a.dry_run { Access::Read } else { Access::Write }).await?;
+    let r = &a.retention;
     let opts = GcOptions {
-        policy: Policy { keep: a.keep, keep_for: a.keep_for, pins: a.pins, grace: a.grace },
+        policy: Policy { keep: a.keep, keep_for: r.keep_for, pins: r.pins.clone(), grace: r.grace, published: None },
         dry_run: a.dry_run,
         max_delete: a.max_delete,
-        now: super::now()?,
-        lease_ttl: lease::DEFAULT_TTL,
+        ..GcOptions::default()
     };
-    let report = gc::run(store.as_ref(), &opts).await.with_context(|| format!("gc of {} failed", store.url()))?;
+    let host = super::host(a.at);
+    let report = gc::run(store.as_ref(), host.as_ref(), &opts, &super::Waits(printer))
+        .await
+        .with_context(|| format!("gc of {} failed", store.url()))?;
     for d in &report.plan.releases {
         let retired = d.retired.map(|t| format!(", retired {}", humantime::format_rfc3339_seconds(t.0))).unwrap_or_default();
         printer.detail(format_args!(
@@ -47,11 +49,15 @@ pub async fn run(a: GcArgs, printer: &Printer) -> Result<Status> {
                     format!("only in {}", releases.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
                 }
                 DeleteReason::Unreferenced => "no release references it".to_string(),
+                DeleteReason::Temporary => "a write that died left it".to_string(),
             };
             printer.line(format_args!("would delete {} ({}, {why})", d.key, bytes(d.size)));
         }
         for k in &report.plan.records {
             printer.line(format_args!("would delete record {k}"));
+        }
+        for k in &report.plan.heartbeats {
+            printer.line(format_args!("would delete lapsed heartbeat {k}"));
         }
     }
     print_summary(&report, printer);
@@ -80,6 +86,9 @@ pub fn print_summary(r: &GcReport, printer: &Printer) {
             "Collected",
             format_args!("kept {kept} releases, dropped {dropped}, deleted {} objects ({})", r.deleted, bytes(r.deleted_bytes)),
         );
+    }
+    for n in &r.plan.nested_stores {
+        printer.detail(format_args!("left alone: `{n}` holds a deskew store of its own"));
     }
     if !r.spared.is_empty() {
         printer.detail(format_args!("{} files spared: a release published during gc references them", r.spared.len()));

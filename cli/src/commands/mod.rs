@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share.
 
 mod gc;
+mod init;
 mod manifest;
 mod probe;
 mod publish;
@@ -10,11 +11,21 @@ mod verify;
 use anyhow::{Context, Result};
 use deskew_core::classify::Classifier;
 use deskew_core::manifest::{BuildOptions, Manifest};
-use deskew_core::retention::Policy;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use deskew_core::Store;
+use deskew_core::heartbeat;
+use deskew_core::host::{BoxFuture, Host, HostRef, SystemHost};
+use deskew_core::lease::LeaseError;
+use deskew_core::marker;
+use deskew_core::progress::Progress;
+use deskew_core::release::ReleaseRecord;
+use deskew_core::retention::{self, Decision, Policy};
 use deskew_core::time::Timestamp;
 
 use crate::Status;
-use crate::args::{ClassifyArgs, Command, PolicyArgs};
+use crate::args::{ClassifyArgs, Command, RetentionArgs};
 use crate::printer::Printer;
 
 /// Runs one command.
@@ -26,24 +37,70 @@ pub async fn dispatch(command: Command, printer: &Printer) -> Result<Status> {
         Command::Gc(a) => gc::run(a, printer).await,
         Command::Verify(a) => verify::run(a, printer).await,
         Command::Probe(a) => probe::run(a, printer).await,
+        Command::Init(a) => init::run(a, printer).await,
     }
 }
 
-/// The policy clock: now, unless `DESKEW_NOW` (RFC 3339) sets it. The override exists so tests
-/// and dry runs can ask "what would GC do at time T"; leases always use the real clock.
-pub fn now() -> Result<Timestamp> {
-    match std::env::var("DESKEW_NOW") {
-        Ok(s) if !s.is_empty() => Timestamp::parse(&s).with_context(|| format!("DESKEW_NOW=`{s}` is not an RFC 3339 time")),
-        _ => Ok(Timestamp::now()),
-    }
-}
-
-/// The policy from optional flags; with neither --keep nor --keep-for every release is kept.
-pub fn policy(a: &PolicyArgs) -> Option<Policy> {
-    if a.keep.is_none() && a.keep_for.is_none() && a.pins.is_empty() {
+/// The policy from the optional flags; with none of them, `None` (every release is kept).
+pub fn policy(keep: Option<NonZeroUsize>, r: &RetentionArgs) -> Option<Policy> {
+    if keep.is_none() && r.keep_for.is_none() && r.pins.is_empty() {
         return None;
     }
-    Some(Policy { keep: a.keep.unwrap_or(1), keep_for: a.keep_for, pins: a.pins.clone(), grace: a.grace })
+    Some(Policy {
+        keep: keep.unwrap_or(NonZeroUsize::MAX),
+        keep_for: r.keep_for,
+        pins: r.pins.clone(),
+        grace: r.grace,
+        published: None,
+    })
+}
+
+/// The machine, or, with `--at`, the machine with its clock stopped at that time (read-only
+/// commands and dry runs only: "what would gc do at T").
+pub fn host(at: Option<Timestamp>) -> HostRef {
+    match at {
+        Some(t) => Arc::new(FixedHost(t)),
+        None => deskew_core::host::system(),
+    }
+}
+
+/// A host whose clock says one time.
+#[derive(Debug, Clone, Copy)]
+struct FixedHost(Timestamp);
+
+impl Host for FixedHost {
+    fn now(&self) -> Timestamp {
+        self.0
+    }
+    fn sleep(&self, d: std::time::Duration) -> BoxFuture<'static, ()> {
+        SystemHost.sleep(d)
+    }
+    fn unique(&self) -> String {
+        SystemHost.unique()
+    }
+    fn holder(&self) -> String {
+        SystemHost.holder()
+    }
+    fn handle(&self) -> HostRef {
+        Arc::new(*self)
+    }
+}
+
+/// What `policy` decides for `records` now, with the store's publish heartbeats.
+pub async fn decide(store: &dyn Store, host: &dyn Host, records: &[ReleaseRecord], policy: &Policy) -> Result<Vec<Decision>> {
+    let skew = marker::read(store).await?.map_or(marker::DEFAULT_MAX_CLOCK_SKEW, |m| m.max_clock_skew());
+    let heartbeats = heartbeat::read_all(store, host).await.with_context(|| format!("failed to read the publish heartbeats of {}", store.url()))?;
+    let liveness = heartbeat::liveness(&heartbeats, skew, policy.grace);
+    Ok(retention::decide(records, &liveness, policy, host.now())?)
+}
+
+/// Tells the user what an engine waits for.
+pub struct Waits<'a>(pub &'a Printer);
+
+impl Progress for Waits<'_> {
+    fn waiting(&self, why: &LeaseError) {
+        self.0.warn(format_args!("waiting: {why}"));
+    }
 }
 
 /// Builds the manifest of `dist`.

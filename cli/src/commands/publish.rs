@@ -1,13 +1,15 @@
 //! `deskew publish`: upload a build to the store before the deploy, then optionally gc.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use deskew_core::gc::{self, GcOptions, GcReport};
-use deskew_core::publish::{self, Outcome, Progress, PublishOptions, PublishReport};
+use deskew_core::lease::LeaseError;
+use deskew_core::progress::Progress;
+use deskew_core::publish::{self, DirSource, Outcome, PublishOptions, PublishReport};
 use deskew_core::release::ReleaseId;
-use deskew_core::{FileClass, Key, lease};
+use deskew_core::retention::Policy;
+use deskew_core::{FileClass, Key};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -26,15 +28,16 @@ struct Output<'a> {
     duration_ms: u128,
 }
 
-struct Bar {
+struct Bar<'a> {
     bar: ProgressBar,
-    /// Test hook: abort the process after this many stored files (`DESKEW_TEST_ABORT_AFTER`), to
-    /// prove that a publish killed half-way leaves a store a rerun completes.
-    abort_after: Option<u64>,
+    printer: &'a Printer,
     stored: std::sync::atomic::AtomicU64,
 }
 
-impl Progress for Bar {
+impl Progress for Bar<'_> {
+    fn waiting(&self, why: &LeaseError) {
+        self.bar.suspend(|| self.printer.warn(format_args!("waiting: {why}")));
+    }
     fn start(&self, files: u64, _bytes: u64) {
         self.bar.set_message(format!("0/{files} files"));
     }
@@ -42,19 +45,16 @@ impl Progress for Bar {
         let done = self.stored.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         self.bar.inc(n);
         self.bar.set_message(format!("{done} files"));
-        if self.abort_after.is_some_and(|limit| done >= limit) {
-            std::process::abort();
-        }
     }
 }
 
 pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
     let started = Instant::now();
-    let now = super::now()?;
+    let host = deskew_core::host::system();
     let mut manifest = super::build_manifest(&a.dist, &a.classify, None)?;
     manifest.release = match a.release.clone() {
         Some(id) => id,
-        None => ReleaseId::timestamped(now, &manifest.digest),
+        None => ReleaseId::timestamped(host.now(), &manifest.digest),
     };
     if manifest.of_class(FileClass::Entry).next().is_none() {
         printer.warn(format_args!("no entry file (`*.html` or --entry) in `{}`", a.dist.display()));
@@ -65,24 +65,20 @@ pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
     } else {
         stores::open(&a.store, Create::Yes, Access::Write).await?
     };
-    let policy = super::policy(&a.policy);
+    let policy = super::policy(a.keep, &a.retention).map(|p| Policy { published: Some(manifest.release.clone()), ..p });
     let release = manifest.release.clone();
     printer.status(if a.dry_run { "Planning" } else { "Publishing" }, format_args!("release {release} to {}", store.url()));
 
-    let bar = Bar {
-        bar: printer.bytes_bar(manifest.total.bytes, "Uploading"),
-        abort_after: std::env::var("DESKEW_TEST_ABORT_AFTER").ok().and_then(|v| v.parse().ok()),
-        stored: 0.into(),
-    };
+    let bar = Bar { bar: printer.bytes_bar(manifest.total.bytes, "Uploading"), printer, stored: 0.into() };
     let opts = PublishOptions {
         dry_run: a.dry_run,
         strict: a.strict,
         concurrency: a.concurrency.into(),
         policy: policy.clone(),
-        now,
         ..PublishOptions::default()
     };
-    let report = publish::publish(store.as_ref(), Path::new(&a.dist), manifest, &opts, &bar)
+    let source = DirSource::new(&a.dist);
+    let report = publish::publish(store.as_ref(), host.as_ref(), &source, manifest, &opts, &bar)
         .await
         .with_context(|| format!("failed to publish release `{release}` to {}", store.url()))?;
     bar.bar.finish_and_clear();
@@ -94,8 +90,11 @@ pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
             ids.join(", ")
         ));
     }
-    for r in &report.ignored_records {
-        printer.warn(format_args!("ignored an unusable record (dedupe may upload more): {r}"));
+    for w in &report.warnings {
+        printer.warn(w);
+    }
+    if report.repaired > 0 {
+        printer.detail(format_args!("{} files vanished while publishing (a concurrent gc?) and were uploaded again", report.repaired));
     }
     match report.outcome {
         Outcome::AlreadyComplete => printer.status("Unchanged", format_args!("release {release} is already complete in the store")),
@@ -129,14 +128,8 @@ pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
 
     let gc_report = match (&policy, report.outcome) {
         (Some(policy), Outcome::Published | Outcome::AlreadyComplete) => {
-            let opts = GcOptions {
-                policy: policy.clone(),
-                dry_run: false,
-                max_delete: a.max_delete,
-                now,
-                lease_ttl: lease::DEFAULT_TTL,
-            };
-            let r = gc::run(store.as_ref(), &opts)
+            let opts = GcOptions { policy: policy.clone(), max_delete: a.max_delete, ..GcOptions::default() };
+            let r = gc::run(store.as_ref(), host.as_ref(), &opts, &super::Waits(printer))
                 .await
                 .with_context(|| format!("release `{release}` is published, but the gc after it failed on {}", store.url()))?;
             super::gc::print_summary(&r, printer);

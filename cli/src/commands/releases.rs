@@ -3,7 +3,8 @@
 use anyhow::{Context, Result};
 use deskew_core::catalog::Catalog;
 use deskew_core::release::{ReleaseId, ReleaseState};
-use deskew_core::retention::{self, Policy, Reason};
+use deskew_core::marker;
+use deskew_core::retention::{Policy, Reason};
 use deskew_core::time::Timestamp;
 use serde::Serialize;
 
@@ -37,10 +38,11 @@ struct Output<'a> {
 
 pub async fn run(a: ReleasesArgs, printer: &Printer) -> Result<Status> {
     let store = stores::open(&a.store, Create::No, Access::Read).await?;
-    let now = super::now()?;
+    marker::require(store.as_ref()).await?;
+    let host = super::host(a.at);
     let catalog = Catalog::load(store.as_ref()).await.with_context(|| format!("failed to read the releases of {}", store.url()))?;
-    let policy = super::policy(&a.policy).unwrap_or_else(Policy::keep_all);
-    let decisions = retention::decide(&catalog.records, &policy, now)?;
+    let policy = super::policy(a.keep, &a.retention).unwrap_or_else(Policy::keep_all);
+    let decisions = super::decide(store.as_ref(), host.as_ref(), &catalog.records, &policy).await?;
     let rows: Vec<Row> = catalog
         .records
         .iter()

@@ -3,7 +3,9 @@
 use anyhow::{Context, Result, bail};
 use deskew_core::catalog::Catalog;
 use deskew_core::release::{ReleaseRecord, ReleaseState};
-use deskew_core::retention::{self, Policy};
+use deskew_core::host::SystemHost;
+use deskew_core::marker;
+use deskew_core::retention::Policy;
 use deskew_core::verify::{self, Problem, VerifyReport};
 use serde::Serialize;
 
@@ -23,13 +25,14 @@ struct Output<'a> {
 
 pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
     let store = stores::open(&a.store, Create::No, Access::Read).await?;
+    marker::require(store.as_ref()).await?;
     let records = Catalog::load(store.as_ref())
         .await?
         .into_clean()
         .with_context(|| format!("cannot verify {}: a release record is unusable", store.url()))?;
     let chosen: Vec<&ReleaseRecord> = if a.releases.is_empty() {
-        let policy = super::policy(&a.policy).unwrap_or_else(Policy::keep_all);
-        let decisions = retention::decide(&records, &policy, super::now()?)?;
+        let policy = super::policy(a.keep, &a.retention).unwrap_or_else(Policy::keep_all);
+        let decisions = super::decide(store.as_ref(), &SystemHost, &records, &policy).await?;
         records.iter().zip(decisions).filter(|(r, d)| d.kept && r.state == ReleaseState::Complete).map(|(r, _)| r).collect()
     } else {
         let mut out = Vec::new();
@@ -49,8 +52,18 @@ pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
         let what = match &f.problem {
             Problem::Missing => "missing".to_string(),
             Problem::Corrupt { actual } => format!("corrupt (stored sha256 {actual})"),
+            Problem::Unreadable { why } => format!("unreadable ({why})"),
         };
         printer.line(format_args!("{what}: {} (release {}, stored at {})", f.path, f.release, f.key));
+    }
+    for w in &report.warnings {
+        printer.warn(w);
+    }
+    for r in records.iter().filter(|r| r.state == ReleaseState::Dropping) {
+        printer.warn(format_args!(
+            "release {} is being dropped by a gc that did not finish: it is not whole and not served; the next gc removes it, publishing it again restores it",
+            r.release
+        ));
     }
     for f in &report.superseded {
         printer.detail(format_args!("note: {} of release {} was replaced in place by a newer release", f.path, f.release));

@@ -38,7 +38,7 @@ fn publish_gc_verify_round_trip() {
     let s3 = server();
     let url = format!("s3://{}/{}", s3.bucket, deskew_testkit::unique_prefix("cli"));
     for v in ["v1", "v2", "v3"] {
-        let r = run_s3(&s3, &s3.endpoint, &["publish", &fixture(v), "--store", &url, "--release", v, "--keep", "2", "--json"]);
+        let r = run_s3(&s3, &s3.endpoint, &["publish", &fixture(v), "--store", &url, "--release", v, "--keep", "1", "--json"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_schema("publish", &r.json());
     }

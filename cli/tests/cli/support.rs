@@ -71,12 +71,75 @@ impl Scratch {
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
-    /// Every file under the store, relative, sorted.
+    /// Every file under the store, relative, sorted; deskew's bookkeeping (lease epochs,
+    /// publish heartbeats) left out.
     pub fn store_files(&self) -> Vec<String> {
         let root = self.dir.path().join("store");
-        let mut out: Vec<String> = walk(&root).into_iter().map(|p| p.strip_prefix(&root).unwrap().to_string_lossy().into_owned()).collect();
+        let mut out: Vec<String> = walk(&root)
+            .into_iter()
+            .map(|p| p.strip_prefix(&root).unwrap().to_string_lossy().into_owned())
+            .filter(|p| !p.starts_with(".deskew/lease/") && !p.starts_with(".deskew/publishing/"))
+            .collect();
         out.sort();
         out
+    }
+
+    /// The record of `id` in the store, as JSON.
+    pub fn record(&self, id: &str) -> serde_json::Value {
+        let p = self.path(&format!("store/.deskew/releases/{id}.json"));
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    }
+
+    /// Rewrites the record of `id` as if it had been created and completed at `time` (RFC 3339):
+    /// a store with history, without a clock hook in the binary.
+    pub fn backdate(&self, id: &str, time: &str) {
+        let mut rec = self.record(id);
+        rec["created"] = time.into();
+        if rec.get("completed").is_some() {
+            rec["completed"] = time.into();
+        }
+        std::fs::write(self.path(&format!("store/.deskew/releases/{id}.json")), serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+    }
+
+    /// Publishes `dir` as `id`, then backdates it to `time`.
+    pub fn publish_at(&self, dir: &str, id: &str, time: &str) {
+        run_ok(&["publish", dir, "--store", &self.store(), "--release", id]);
+        self.backdate(id, time);
+    }
+
+    /// Starts publishing `dir` as `id` and kills the process (SIGKILL) once its pending record
+    /// exists, leaving a publish that died half-way.
+    pub fn publish_killed(&self, dir: &str, id: &str) {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
+            .args(["publish", dir, "--store", &self.store(), "--release", id, "--concurrency", "1", "-q"])
+            .env("NO_COLOR", "1")
+            .spawn()
+            .unwrap();
+        let record = self.path(&format!("store/.deskew/releases/{id}.json"));
+        let start = std::time::Instant::now();
+        while !record.exists() && start.elapsed() < std::time::Duration::from_secs(30) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(self.record(id)["state"], "pending", "killed before it completed");
+    }
+}
+
+/// The time `secs` seconds from now, RFC 3339.
+pub fn time_from_now(secs: i64) -> String {
+    let now = std::time::SystemTime::now();
+    let t = if secs >= 0 { now + std::time::Duration::from_secs(secs as u64) } else { now - std::time::Duration::from_secs(secs.unsigned_abs()) };
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A build of `n` files of `size` bytes (slow enough to kill half-way).
+pub fn big_build(dir: &Path, n: usize, size: usize) {
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html><title>big</title>\n").unwrap();
+    for i in 0..n {
+        let body: Vec<u8> = (0..size).map(|j| ((i * 31 + j) % 251) as u8).collect();
+        std::fs::write(dir.join(format!("assets/chunk{i}-{:08x}.js", i * 2654435761 % 4294967291)), body).unwrap();
     }
 }
 

@@ -1,33 +1,73 @@
 //! The filesystem store: a directory, typically a shared volume (NFS, EFS, a ReadWriteMany
 //! PersistentVolume) that every pod mounts and serves.
 //!
-//! Puts write a temporary file in the target's own directory, fsync it, then rename it into
-//! place (or hard-link it, for create-only puts: `link(2)` fails if the name exists, atomically,
-//! also on NFS). Readers never see a partial file. Filesystem calls run on tokio's blocking pool.
+//! Every operation walks from a descriptor of the root, one path segment at a time, with
+//! `O_NOFOLLOW`: a symbolic link anywhere below the root is refused, never followed, so nothing
+//! outside the root is ever read, written or deleted, whatever a link points to. Only regular
+//! files are read or deleted; a device or a FIFO is refused too. (The root itself may be a link:
+//! the operator named it.)
+//!
+//! Puts write a temporary file `.deskew-tmp-<token>` in the target's own directory (a random
+//! token: no name length limit is approached, and two containers with the same PID on one volume
+//! never collide), hash what they write, fsync, then rename it into place, or hard-link it for
+//! create-only puts: `link(2)` fails if the name exists, atomically, also on NFS. Readers never
+//! see a partial file. Filesystem calls run on tokio's blocking pool.
 
-use std::fs::{self, File};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
-use super::{Body, Capabilities, ObjectMeta, Op, PutMode, PutOptions, Store, StoreError};
+use super::{Body, Capabilities, Listing, ListingProblem, ObjectMeta, Op, PutMode, PutOptions, Store, StoreError, WriteGuard};
+use crate::host::{Host, SystemHost};
 use crate::key::Key;
+use crate::layout::TMP_PREFIX;
 
 /// A store in a local directory.
 #[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
+    root_fd: Arc<OwnedFd>,
     url: String,
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
-/// Marks deskew's temporary files; a crashed put leaves one behind, which GC removes after the
-/// grace period like any other unreferenced file.
-pub const TMP_MARKER: &str = ".deskew-tmp-";
+/// Why walking to a key's directory failed.
+enum WalkError {
+    /// A segment does not exist.
+    Missing,
+    /// A segment is a link or not a directory: what it is.
+    NotDir(String),
+    /// Anything else.
+    Io(io::Error),
+}
+
+fn describe(ft: FileType) -> &'static str {
+    match ft {
+        FileType::Symlink => "is a symbolic link",
+        FileType::Directory => "is a directory",
+        FileType::RegularFile => "is a regular file",
+        FileType::Fifo => "is a FIFO",
+        FileType::Socket => "is a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "is a device",
+        _ => "is not a regular file",
+    }
+}
+
+fn mtime(st: &rustix::fs::Stat) -> SystemTime {
+    let secs = st.st_mtime.max(0) as u64;
+    UNIX_EPOCH + Duration::new(secs, st.st_mtime_nsec as u32)
+}
 
 impl FsStore {
     /// Opens the store at `root`. With `create`, a missing directory is created (publish);
@@ -36,16 +76,16 @@ impl FsStore {
         let url = format!("file://{}", std::path::absolute(root).unwrap_or_else(|_| root.into()).display());
         let err = |e: io::Error| StoreError::Unusable { store: url.clone(), why: format!("cannot be opened: {e}") };
         if create {
-            fs::create_dir_all(root).map_err(err)?;
+            std::fs::create_dir_all(root).map_err(err)?;
         }
         let unusable = |why: &str| StoreError::Unusable { store: url.clone(), why: why.into() };
-        let meta = fs::metadata(root).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound { unusable("does not exist") } else { err(e) }
-        })?;
+        let meta = std::fs::metadata(root).map_err(|e| if e.kind() == io::ErrorKind::NotFound { unusable("does not exist") } else { err(e) })?;
         if !meta.is_dir() {
             return Err(unusable("is not a directory"));
         }
-        Ok(FsStore { root: root.to_path_buf(), url })
+        let fd = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| err(e.into()))?;
+        Ok(FsStore { root: root.to_path_buf(), root_fd: Arc::new(fd), url })
     }
 
     /// The directory.
@@ -53,164 +93,242 @@ impl FsStore {
         &self.root
     }
 
-    fn path(&self, key: &Key) -> PathBuf {
-        let mut p = self.root.clone();
-        p.extend(key.as_str().split('/'));
-        p
+    fn backend(&self, op: Op, key: &str, source: io::Error) -> StoreError {
+        StoreError::backend(op, &self.url, key, source)
     }
 
-    fn err(&self, op: Op, key: &Key, source: io::Error) -> StoreError {
-        if source.kind() == io::ErrorKind::NotFound && op == Op::Get {
-            return StoreError::NotFound { store: self.url.clone(), key: key.to_string() };
+    fn not_regular(&self, key: &str, why: impl Into<String>) -> StoreError {
+        StoreError::NotRegular { store: self.url.clone(), key: key.into(), why: why.into() }
+    }
+
+    fn walk_error(&self, op: Op, key: &str, e: WalkError) -> StoreError {
+        match e {
+            WalkError::Missing => StoreError::NotFound { store: self.url.clone(), key: key.to_string() },
+            WalkError::NotDir(why) => self.not_regular(key, why),
+            WalkError::Io(e) => self.backend(op, key, e),
         }
-        StoreError::Backend { op, store: self.url.clone(), key: key.to_string(), source: source.into() }
+    }
+
+    /// Opens the directories of `segments` one by one from the root, never through a link.
+    /// Returns the descriptors of the root and every directory opened, in order.
+    fn open_dirs(&self, segments: &[&str], create: bool) -> Result<Vec<OwnedFd>, WalkError> {
+        let root = rustix::fs::openat(self.root_fd.as_fd(), ".", DIR_FLAGS, Mode::empty()).map_err(|e| WalkError::Io(e.into()))?;
+        let mut fds = vec![root];
+        for (i, seg) in segments.iter().enumerate() {
+            let parent = fds.last().expect("root is first");
+            let opened = match rustix::fs::openat(parent, *seg, DIR_FLAGS, Mode::empty()) {
+                Err(Errno::NOENT) if create => match rustix::fs::mkdirat(parent, *seg, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => rustix::fs::openat(parent, *seg, DIR_FLAGS, Mode::empty()),
+                    Err(e) => Err(e),
+                },
+                other => other,
+            };
+            match opened {
+                Ok(fd) => fds.push(fd),
+                Err(Errno::NOENT) => return Err(WalkError::Missing),
+                Err(Errno::LOOP | Errno::NOTDIR) => {
+                    let what = rustix::fs::statat(parent, *seg, AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| describe(FileType::from_raw_mode(st.st_mode)))
+                        .unwrap_or("is not a directory");
+                    return Err(WalkError::NotDir(format!("lies under `{}`, which {what}", segments[..=i].join("/"))));
+                }
+                Err(e) => return Err(WalkError::Io(e.into())),
+            }
+        }
+        Ok(fds)
     }
 
     fn put_blocking(&self, key: &Key, body: &Body, opts: &PutOptions) -> Result<(), StoreError> {
-        let dest = self.path(key);
-        let dir = dest.parent().expect("keys have a file name").to_path_buf();
-        // A concurrent GC may remove a directory it just emptied between our create_dir_all and
-        // the temp file's creation; retry then.
+        let segments: Vec<&str> = key.as_str().split('/').collect();
+        let (leaf, dirs) = segments.split_last().expect("keys have a segment");
+        // A concurrent gc may remove a directory it just emptied between our walk and the temp
+        // file's creation; walk again then.
         let mut attempt = 0;
-        let (tmp, actual) = loop {
+        let (parent, tmp, actual) = loop {
             attempt += 1;
-            fs::create_dir_all(&dir).map_err(|e| self.err(Op::Put, key, e))?;
-            let tmp = dir.join(format!(
-                ".{}{TMP_MARKER}{}-{}",
-                key.file_name(),
-                std::process::id(),
-                TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            match write_tmp(&tmp, body) {
-                Ok(sha) => break (tmp, sha),
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 3 => continue,
+            let mut fds = self.open_dirs(dirs, true).map_err(|e| self.walk_error(Op::Put, key.as_str(), e))?;
+            let parent = fds.pop().expect("root is first");
+            let tmp = format!("{TMP_PREFIX}{}", SystemHost.unique());
+            match write_tmp(&parent, &tmp, body) {
+                Ok(sha) => break (parent, tmp, sha),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 5 => continue,
                 Err(e) => {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(self.err(Op::Put, key, e));
+                    let _ = rustix::fs::unlinkat(&parent, tmp.as_str(), AtFlags::empty());
+                    return Err(self.backend(Op::Put, key.as_str(), e));
                 }
             }
         };
+        let remove_tmp = || {
+            let _ = rustix::fs::unlinkat(&parent, tmp.as_str(), AtFlags::empty());
+        };
         if let Some(expected) = &opts.sha256 {
             if *expected != actual {
-                let _ = fs::remove_file(&tmp);
+                remove_tmp();
                 return Err(StoreError::Checksum { store: self.url.clone(), key: key.to_string(), expected: expected.clone(), actual });
             }
         }
+        // Never replace a link, a directory or a device with a file: refuse instead.
+        match rustix::fs::statat(&parent, *leaf, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile => {
+                remove_tmp();
+                return Err(self.not_regular(key.as_str(), describe(FileType::from_raw_mode(st.st_mode))));
+            }
+            _ => {}
+        }
+        if let Err(e) = WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str()) {
+            remove_tmp();
+            return Err(e);
+        }
         let placed = match opts.mode {
-            PutMode::Overwrite => fs::rename(&tmp, &dest),
+            PutMode::Overwrite => rustix::fs::renameat(&parent, tmp.as_str(), &parent, *leaf),
             PutMode::Create => {
-                let r = fs::hard_link(&tmp, &dest);
-                let _ = fs::remove_file(&tmp);
+                let r = rustix::fs::linkat(&parent, tmp.as_str(), &parent, *leaf, AtFlags::empty());
+                remove_tmp();
                 r
             }
         };
         match placed {
             Ok(()) => {
                 // Make the rename durable; not every filesystem supports fsync on a directory.
-                if let Ok(d) = File::open(&dir) {
-                    let _ = d.sync_all();
-                }
+                let _ = rustix::fs::fsync(&parent);
                 Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                Err(StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() })
-            }
+            Err(Errno::EXIST) => Err(StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() }),
             Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(self.err(Op::Put, key, e))
+                remove_tmp();
+                Err(self.backend(Op::Put, key.as_str(), e.into()))
             }
         }
     }
 
-    fn list_blocking(&self, prefix: Option<&Key>) -> Result<Vec<ObjectMeta>, StoreError> {
-        let start = prefix.map_or_else(|| self.root.clone(), |p| self.path(p));
-        let prefix_str = prefix.map(|p| p.to_string()).unwrap_or_default();
-        let mut out = Vec::new();
-        for entry in walkdir::WalkDir::new(&start).follow_links(false) {
-            let entry = match entry {
-                Ok(e) => e,
-                // A prefix that does not exist holds nothing; an entry that vanished while we
-                // walked (a temp file renamed into place, a directory a delete emptied) is gone,
-                // not an error.
-                Err(e) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => {
-                    if e.depth() == 0 {
-                        return Ok(out);
-                    }
+    fn get_blocking(&self, key: &Key) -> Result<Bytes, StoreError> {
+        let segments: Vec<&str> = key.as_str().split('/').collect();
+        let (leaf, dirs) = segments.split_last().expect("keys have a segment");
+        let fds = self.open_dirs(dirs, false).map_err(|e| self.walk_error(Op::Get, key.as_str(), e))?;
+        let parent = fds.last().expect("root is first");
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below anyway.
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = match rustix::fs::openat(parent, *leaf, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Err(StoreError::NotFound { store: self.url.clone(), key: key.to_string() }),
+            Err(Errno::LOOP) => return Err(self.not_regular(key.as_str(), "is a symbolic link")),
+            Err(e) => return Err(self.backend(Op::Get, key.as_str(), e.into())),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.backend(Op::Get, key.as_str(), e.into()))?;
+        let ft = FileType::from_raw_mode(st.st_mode);
+        if ft != FileType::RegularFile {
+            return Err(self.not_regular(key.as_str(), describe(ft)));
+        }
+        let mut buf = Vec::with_capacity(st.st_size.max(0) as usize);
+        File::from(fd).read_to_end(&mut buf).map_err(|e| self.backend(Op::Get, key.as_str(), e))?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn list_blocking(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
+        let list_key = prefix.map(|p| p.to_string()).unwrap_or_default();
+        let segments: Vec<&str> = prefix.map(|p| p.as_str().split('/').collect()).unwrap_or_default();
+        let start = match self.open_dirs(&segments, false) {
+            Ok(mut fds) => fds.pop().expect("root is first"),
+            Err(WalkError::Missing) => return Ok(Listing::default()),
+            Err(e) => return Err(self.walk_error(Op::List, &list_key, e)),
+        };
+        let mut out = Listing::default();
+        let mut stack: Vec<(OwnedFd, String)> = vec![(start, prefix.map(|p| format!("{p}/")).unwrap_or_default())];
+        while let Some((dir_fd, rel)) = stack.pop() {
+            let mut dir = match Dir::read_from(&dir_fd) {
+                Ok(d) => d,
+                Err(Errno::NOENT) => continue, // removed while we walked
+                Err(e) => return Err(self.backend(Op::List, &list_key, e.into())),
+            };
+            while let Some(entry) = dir.read() {
+                let entry = entry.map_err(|e| self.backend(Op::List, &list_key, e.into()))?;
+                let name = entry.file_name().to_bytes();
+                if name == b"." || name == b".." {
                     continue;
                 }
-                Err(e) => {
-                    return Err(StoreError::Backend { op: Op::List, store: self.url.clone(), key: prefix_str, source: e.into() });
+                let shown = format!("{rel}{}", OsStr::from_bytes(name).to_string_lossy());
+                let Ok(name) = std::str::from_utf8(name) else {
+                    out.problems.push(ListingProblem { name: shown, why: "is not a valid path: its name is not UTF-8".into() });
+                    continue;
+                };
+                let st = match rustix::fs::statat(&dir_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => st,
+                    Err(Errno::NOENT) => continue, // a temp file renamed, a file deleted: gone
+                    Err(e) => return Err(self.backend(Op::List, &list_key, e.into())),
+                };
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory => match rustix::fs::openat(&dir_fd, name, DIR_FLAGS, Mode::empty()) {
+                        Ok(fd) => stack.push((fd, format!("{shown}/"))),
+                        Err(Errno::NOENT) => {}
+                        Err(Errno::LOOP | Errno::NOTDIR) => out.problems.push(ListingProblem { name: shown, why: "is a symbolic link".into() }),
+                        Err(e) => return Err(self.backend(Op::List, &list_key, e.into())),
+                    },
+                    FileType::RegularFile => match Key::new(shown.clone()) {
+                        Ok(key) => out.objects.push(ObjectMeta { key, size: st.st_size.max(0) as u64, modified: mtime(&st) }),
+                        Err(e) => out.problems.push(ListingProblem { name: shown, why: format!("is not a valid path: {e}") }),
+                    },
+                    ft => out.problems.push(ListingProblem { name: shown, why: describe(ft).into() }),
                 }
-            };
-            if entry.file_type().is_dir() {
-                continue;
             }
-            let rel = entry.path().strip_prefix(&self.root).expect("walk stays under root");
-            let name = rel.to_str().ok_or_else(|| StoreError::InvalidName {
-                store: self.url.clone(),
-                name: rel.to_string_lossy().into_owned(),
-            })?;
-            let key = Key::new(name.replace(std::path::MAIN_SEPARATOR, "/"))
-                .map_err(|_| StoreError::InvalidName { store: self.url.clone(), name: name.into() })?;
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                Err(e) if e.io_error().is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => continue,
-                Err(e) => {
-                    return Err(StoreError::Backend { op: Op::List, store: self.url.clone(), key: key.to_string(), source: e.into() });
-                }
-            };
-            out.push(ObjectMeta { key, size: meta.len(), modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH) });
         }
         Ok(out)
     }
 
-    fn delete_blocking(&self, key: &Key) -> Result<(), StoreError> {
-        let path = self.path(key);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(self.err(Op::Delete, key, e)),
+    fn delete_blocking(&self, key: &Key, guard: Option<&WriteGuard>) -> Result<(), StoreError> {
+        let segments: Vec<&str> = key.as_str().split('/').collect();
+        let (leaf, dirs) = segments.split_last().expect("keys have a segment");
+        let fds = match self.open_dirs(dirs, false) {
+            Ok(fds) => fds,
+            Err(WalkError::Missing) => return Ok(()),
+            Err(e) => return Err(self.walk_error(Op::Delete, key.as_str(), e)),
+        };
+        let parent = fds.last().expect("root is first");
+        match rustix::fs::statat(parent, *leaf, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
+            Ok(st) => return Err(self.not_regular(key.as_str(), describe(FileType::from_raw_mode(st.st_mode)))),
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(self.backend(Op::Delete, key.as_str(), e.into())),
+        }
+        WriteGuard::check(guard, &self.url, key.as_str())?;
+        match rustix::fs::unlinkat(parent, *leaf, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(self.backend(Op::Delete, key.as_str(), e.into())),
         }
         // Tidy up directories the delete emptied, up to (not including) the root.
-        let mut dir = path.parent();
-        while let Some(d) = dir {
-            if d == self.root || fs::remove_dir(d).is_err() {
+        for (i, seg) in dirs.iter().enumerate().rev() {
+            if rustix::fs::unlinkat(&fds[i], *seg, AtFlags::REMOVEDIR).is_err() {
                 break;
             }
-            dir = d.parent();
         }
         Ok(())
     }
+
+    fn is_empty_blocking(&self) -> Result<bool, StoreError> {
+        let root = "";
+        let mut dir = Dir::read_from(self.root_fd.as_fd()).map_err(|e| self.backend(Op::List, root, e.into()))?;
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| self.backend(Op::List, root, e.into()))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
-fn write_tmp(tmp: &Path, body: &Body) -> io::Result<String> {
-    let mut out = fs::OpenOptions::new().write(true).create_new(true).open(tmp)?;
+fn write_tmp(dir: &OwnedFd, name: &str, body: &Body) -> io::Result<String> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut out = File::from(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o644))?);
     let sha = match body {
         Body::Bytes(b) => {
             out.write_all(b)?;
-            crate::manifest::sha256_hex(b)
+            crate::digest::sha256_hex(b)
         }
-        Body::File(src) => {
-            let mut hashing = HashingReader { inner: File::open(src)?, hasher: <sha2::Sha256 as sha2::Digest>::new() };
-            io::copy(&mut hashing, &mut out)?;
-            hex::encode(sha2::Digest::finalize(hashing.hasher))
-        }
+        Body::File(src) => crate::digest::copy_hashing(File::open(src)?, &mut out)?,
     };
     out.sync_all()?;
     Ok(sha)
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        sha2::Digest::update(&mut self.hasher, &buf[..n]);
-        Ok(n)
-    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -234,16 +352,26 @@ impl Store for FsStore {
 
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
         let (this, key) = (self.clone(), key.clone());
-        blocking(move || fs::read(this.path(&key)).map(Bytes::from).map_err(|e| this.err(Op::Get, &key, e))).await
+        blocking(move || this.get_blocking(&key)).await
     }
 
-    async fn list(&self, prefix: Option<&Key>) -> Result<Vec<ObjectMeta>, StoreError> {
+    async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
         let (this, prefix) = (self.clone(), prefix.cloned());
         blocking(move || this.list_blocking(prefix.as_ref())).await
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         let (this, key) = (self.clone(), key.clone());
-        blocking(move || this.delete_blocking(&key)).await
+        blocking(move || this.delete_blocking(&key, None)).await
+    }
+
+    async fn delete_many(&self, keys: &[Key], guard: Option<&WriteGuard>) -> Vec<Result<(), StoreError>> {
+        let (this, keys, guard) = (self.clone(), keys.to_vec(), guard.cloned());
+        blocking(move || keys.iter().map(|k| this.delete_blocking(k, guard.as_ref())).collect()).await
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let this = self.clone();
+        blocking(move || this.is_empty_blocking()).await
     }
 }

@@ -11,13 +11,21 @@
 //!   racing creates exactly one wins (a backend that cannot promise this must say so in
 //!   [`Store::capabilities`] and the engines fall back);
 //! - deleting a missing key succeeds;
-//! - a listing either returns every key under the prefix or fails.
+//! - a listing either returns every key under the prefix or fails; an entry that cannot be a
+//!   key (an invalid name, a symbolic link, a device) is returned as a [`ListingProblem`] so each
+//!   engine decides (gc refuses to run, publish and verify report it and go on);
+//! - every put that carries a `sha256` checks the bytes it stores against it and refuses a
+//!   mismatch with [`StoreError::Checksum`], storing nothing;
+//! - nothing outside the store's root is ever read, written or deleted: a directory store
+//!   refuses to go through a symbolic link.
 
 pub mod fs;
+pub mod memory;
 pub mod url;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -44,6 +52,39 @@ pub enum PutMode {
     Create,
 }
 
+/// A check a backend runs right before it commits a write or a delete (before the rename or the
+/// unlink on a directory, before sending the request on S3). A lease holder passes one that says
+/// whether its lease still has enough time left, so nothing it writes lands after the lease may
+/// have passed to someone else, however long the data took to write.
+#[derive(Clone)]
+pub struct WriteGuard(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl WriteGuard {
+    /// A guard that allows the commit while `allows` says so.
+    pub fn new(allows: impl Fn() -> bool + Send + Sync + 'static) -> WriteGuard {
+        WriteGuard(Arc::new(allows))
+    }
+
+    /// Whether the commit may go ahead now.
+    pub fn allows(&self) -> bool {
+        (self.0)()
+    }
+
+    /// `Ok` if the commit may go ahead, else the error that says why not.
+    pub fn check(guard: Option<&WriteGuard>, store: &str, key: &str) -> Result<(), StoreError> {
+        match guard {
+            Some(g) if !g.allows() => Err(StoreError::GuardFailed { store: store.into(), key: key.into() }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for WriteGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WriteGuard")
+    }
+}
+
 /// Headers and checks that go with a put.
 #[derive(Clone, Debug, Default)]
 pub struct PutOptions {
@@ -56,6 +97,8 @@ pub struct PutOptions {
     /// Expected sha256 (hex): a backend that reads the body checks it and refuses a mismatch,
     /// and backends with metadata store it.
     pub sha256: Option<String>,
+    /// Checked right before the write is committed.
+    pub guard: Option<WriteGuard>,
 }
 
 /// One listed object.
@@ -67,6 +110,30 @@ pub struct ObjectMeta {
     pub size: u64,
     /// When it was last written.
     pub modified: SystemTime,
+}
+
+/// An entry a listing met that cannot be used as a key.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ListingProblem {
+    /// The name as the backend knows it (relative to the store's root).
+    pub name: String,
+    /// What is wrong with it: "is a symbolic link", "is not a valid path: ...".
+    pub why: String,
+}
+
+impl fmt::Display for ListingProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` {}", self.name, self.why)
+    }
+}
+
+/// What a listing found.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    /// Every usable object.
+    pub objects: Vec<ObjectMeta>,
+    /// Entries that are not usable objects.
+    pub problems: Vec<ListingProblem>,
 }
 
 /// What a backend can promise.
@@ -134,13 +201,16 @@ pub enum StoreError {
         /// The sha256 of what was read.
         actual: String,
     },
-    /// A listing returned a name that is not a valid key.
-    #[error("{store} holds `{name}`, which is not a valid path")]
-    InvalidName {
+    /// The key is not something deskew may touch: a symbolic link, a directory, a device, or a
+    /// path through a symbolic link.
+    #[error("`{key}` in {store} {why}; deskew never follows links or touches anything but regular files in a store")]
+    NotRegular {
         /// The store's URL.
         store: String,
-        /// The name as listed.
-        name: String,
+        /// The key.
+        key: String,
+        /// What it is: "is a symbolic link".
+        why: String,
     },
     /// The store as a whole cannot be used (missing directory, missing bucket, bad credentials).
     #[error("store {store} {why}")]
@@ -149,6 +219,14 @@ pub enum StoreError {
         store: String,
         /// What is wrong, as a predicate: "does not exist".
         why: String,
+    },
+    /// A [`WriteGuard`] refused the commit; nothing was changed.
+    #[error("stopped before changing `{key}` in {store}: the lease it needs is about to lapse")]
+    GuardFailed {
+        /// The store's URL.
+        store: String,
+        /// The key.
+        key: String,
     },
     /// Anything else: I/O, network, permissions, server errors.
     #[error("failed to {op} `{key}` in {store}")]
@@ -166,6 +244,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The one constructor of [`StoreError::Backend`], for every backend.
+    pub fn backend(op: Op, store: &str, key: &str, source: impl Into<Cause>) -> StoreError {
+        StoreError::Backend { op, store: store.into(), key: key.into(), source: source.into() }
+    }
+
     /// Whether this is [`StoreError::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
@@ -187,18 +270,35 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Reads the whole object at `key`.
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError>;
 
-    /// Every object under `prefix` (the whole store for `None`), in no particular order.
-    async fn list(&self, prefix: Option<&Key>) -> Result<Vec<ObjectMeta>, StoreError>;
+    /// Every object under `prefix` (the whole store for `None`), in no particular order, and
+    /// the entries that cannot be keys.
+    async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError>;
+
+    /// Whether the store holds anything at all (cheaper than a listing on most backends).
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let l = self.list(None).await?;
+        Ok(l.objects.is_empty() && l.problems.is_empty())
+    }
 
     /// Deletes `key`; a missing key is not an error.
     async fn delete(&self, key: &Key) -> Result<(), StoreError>;
 
-    /// Deletes many keys, returning one result per key in the same order. Backends with batch
-    /// deletes override this.
-    async fn delete_many(&self, keys: &[Key]) -> Vec<Result<(), StoreError>> {
+    /// How many keys one [`Store::delete_many`] call sends in a single request. Callers that
+    /// guard deletes with a lease check it before each call, so a backend that deletes one key
+    /// per request (the default) gets one key per call.
+    fn max_delete_batch(&self) -> usize {
+        1
+    }
+
+    /// Deletes many keys, returning one result per key in the same order, each checked by
+    /// `guard` right before it is committed. Backends with batch deletes override this.
+    async fn delete_many(&self, keys: &[Key], guard: Option<&WriteGuard>) -> Vec<Result<(), StoreError>> {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            out.push(self.delete(k).await);
+            out.push(match WriteGuard::check(guard, self.url(), k.as_str()) {
+                Ok(()) => self.delete(k).await,
+                Err(e) => Err(e),
+            });
         }
         out
     }

@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use deskew_core::manifest::{BuildOptions, Manifest};
-use deskew_core::publish::{self, NoProgress, PublishOptions};
+use deskew_core::progress::NoProgress;
+use deskew_core::publish::{self, DirSource, PublishOptions};
+use deskew_core::host::SystemHost;
 use deskew_core::release::ReleaseId;
 use deskew_core::store::{Body, PutOptions, Store, StoreError};
 use deskew_core::{Key, lease};
@@ -31,7 +33,7 @@ fn endpoint() -> String {
 async fn publish_fixture(store: &dyn Store, version: &str) -> Manifest {
     let dist = deskew_testkit::fixture_dist(version);
     let m = Manifest::from_dir(&dist, &BuildOptions { release: Some(ReleaseId::new(version).unwrap()), ..Default::default() }).unwrap();
-    publish::publish(store, &dist, m.clone(), &PublishOptions::default(), &NoProgress).await.unwrap();
+    publish::publish(store, &SystemHost, &DirSource::new(&dist), m.clone(), &PublishOptions::default(), &NoProgress).await.unwrap();
     m
 }
 
@@ -49,9 +51,10 @@ async fn a_server_ignoring_conditional_writes_is_detected() {
     proxy.faults.ignore_conditional_puts.store(true, Ordering::SeqCst);
     let store = connect(&proxy.url, &deskew_testkit::unique_prefix("nocas")).await.unwrap();
     assert!(!store.capabilities().create_only);
-    let err = lease::Lease::acquire(&store, std::time::Duration::from_secs(10)).await.unwrap_err();
+    let err = lease::Lease::try_acquire(&store, &SystemHost, lease::LeaseConfig::default(), lease::Purpose::Gc).await.unwrap_err();
     assert!(err.to_string().contains("does not honour create-only writes"), "{err}");
-    // Publishing still works: the pending record is written with a check-then-put.
+    // Publishing still works (no gc can run there, so it needs no lease); the pending record is
+    // written with a check-then-put.
     publish_fixture(&store, "v1").await;
 }
 
@@ -112,7 +115,7 @@ async fn large_files_use_multipart() {
     // A body that does not match its expected sha256 is refused and the upload aborted.
     let err = store.put(&Key::new("assets/bad.bin").unwrap(), Body::File(path), &PutOptions { sha256: Some("0".repeat(64)), ..Default::default() }).await.unwrap_err();
     assert!(matches!(err, StoreError::Checksum { .. }), "{err}");
-    let listed: Vec<String> = store.list(None).await.unwrap().into_iter().map(|o| o.key.to_string()).collect();
+    let listed: Vec<String> = store.list(None).await.unwrap().objects.into_iter().map(|o| o.key.to_string()).collect();
     assert_eq!(listed, ["assets/big.0123abcd.bin"]);
 }
 
@@ -139,7 +142,7 @@ async fn endless_throttling_fails_bounded() {
     let dist = deskew_testkit::fixture_dist("v1");
     let m = Manifest::from_dir(&dist, &BuildOptions::default()).unwrap();
     let started = std::time::Instant::now();
-    let err = publish::publish(&store, &dist, m, &PublishOptions::default(), &NoProgress).await.unwrap_err();
+    let err = publish::publish(&store, &SystemHost, &DirSource::new(&dist), m, &PublishOptions::default(), &NoProgress).await.unwrap_err();
     let msg = deskew_core::error_chain(&err);
     assert!(msg.contains("SlowDown"), "{msg}");
     assert!(proxy.faults.throttled.load(Ordering::SeqCst) >= 3, "three attempts, then give up");

@@ -2,6 +2,7 @@
 //! store wrappers that count, fail or delay operations, and [`conformance`], the one suite of
 //! store tests that every backend must pass.
 
+pub mod clock;
 pub mod conformance;
 pub mod fixtures;
 pub mod proxy;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use deskew_core::Key;
-use deskew_core::store::{Body, Capabilities, ObjectMeta, Op, PutOptions, Store, StoreError};
+use deskew_core::store::{Body, Capabilities, Listing, Op, PutOptions, Store, StoreError, WriteGuard};
 
 /// What a [`Hooked`] store calls around the real store's operations. Every hook defaults to
 /// doing nothing.
@@ -22,10 +22,14 @@ pub trait Hooks: Send + Sync + std::fmt::Debug {
     async fn before_put(&self, _store: &str, _key: &Key) -> Result<(), StoreError> {
         Ok(())
     }
+    /// After a put that succeeded.
+    async fn after_put(&self, _key: &Key) {}
     /// After a listing of `prefix` (`None`: the whole store).
     async fn after_list(&self, _prefix: Option<&Key>) {}
-    /// Before a delete of `n` keys.
-    async fn before_delete(&self, _n: usize) {}
+    /// Before a delete of `keys`: an error here is returned for each of them instead.
+    async fn before_delete(&self, _store: &str, _keys: &[Key]) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A store that forwards to `inner` and calls `hooks`.
@@ -54,13 +58,18 @@ impl<H: Hooks> Store for Hooked<'_, H> {
     async fn put(&self, key: &Key, body: Body, opts: &PutOptions) -> Result<(), StoreError> {
         self.hooks.before(Op::Put).await;
         self.hooks.before_put(self.inner.url(), key).await?;
-        self.inner.put(key, body, opts).await
+        self.inner.put(key, body, opts).await?;
+        self.hooks.after_put(key).await;
+        Ok(())
     }
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
         self.hooks.before(Op::Get).await;
         self.inner.get(key).await
     }
-    async fn list(&self, prefix: Option<&Key>) -> Result<Vec<ObjectMeta>, StoreError> {
+    fn max_delete_batch(&self) -> usize {
+        self.inner.max_delete_batch()
+    }
+    async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
         self.hooks.before(Op::List).await;
         let r = self.inner.list(prefix).await;
         self.hooks.after_list(prefix).await;
@@ -68,13 +77,19 @@ impl<H: Hooks> Store for Hooked<'_, H> {
     }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.hooks.before(Op::Delete).await;
-        self.hooks.before_delete(1).await;
+        self.hooks.before_delete(self.inner.url(), std::slice::from_ref(key)).await?;
         self.inner.delete(key).await
     }
-    async fn delete_many(&self, keys: &[Key]) -> Vec<Result<(), StoreError>> {
+    async fn delete_many(&self, keys: &[Key], guard: Option<&WriteGuard>) -> Vec<Result<(), StoreError>> {
         self.hooks.before(Op::Delete).await;
-        self.hooks.before_delete(keys.len()).await;
-        self.inner.delete_many(keys).await
+        if let Err(e) = self.hooks.before_delete(self.inner.url(), keys).await {
+            let why = e.to_string();
+            return keys.iter().map(|k| Err(StoreError::backend(Op::Delete, self.inner.url(), k.as_str(), why.clone()))).collect();
+        }
+        self.inner.delete_many(keys, guard).await
+    }
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        self.inner.is_empty().await
     }
 }
 
@@ -93,8 +108,9 @@ impl Hooks for Count {
         self.puts.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
-    async fn before_delete(&self, n: usize) {
-        self.deletes.fetch_add(n, Ordering::SeqCst);
+    async fn before_delete(&self, _: &str, keys: &[Key]) -> Result<(), StoreError> {
+        self.deletes.fetch_add(keys.len(), Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -116,7 +132,34 @@ impl FailPutsAfter {
 impl Hooks for FailPutsAfter {
     async fn before_put(&self, store: &str, key: &Key) -> Result<(), StoreError> {
         if self.done.fetch_add(1, Ordering::SeqCst) >= self.allowed {
-            return Err(StoreError::Backend { op: Op::Put, store: store.into(), key: key.to_string(), source: "injected failure".into() });
+            return Err(StoreError::backend(Op::Put, store, key.as_str(), "injected failure"));
+        }
+        Ok(())
+    }
+}
+
+/// Fails every delete request after the first `allowed`, as a gc killed half-way.
+#[derive(Debug)]
+pub struct FailDeletesAfter {
+    allowed: usize,
+    done: AtomicUsize,
+}
+
+impl FailDeletesAfter {
+    /// Lets `allowed` delete requests through.
+    pub fn new(allowed: usize) -> Self {
+        FailDeletesAfter { allowed, done: 0.into() }
+    }
+}
+
+#[async_trait]
+impl Hooks for FailDeletesAfter {
+    async fn before_delete(&self, store: &str, keys: &[Key]) -> Result<(), StoreError> {
+        if keys.iter().all(|k| k.is_under(&deskew_core::layout::lease_dir())) {
+            return Ok(()); // tidying old lease epochs is not the gc's work
+        }
+        if self.done.fetch_add(1, Ordering::SeqCst) >= self.allowed {
+            return Err(StoreError::backend(Op::Delete, store, "", "injected failure"));
         }
         Ok(())
     }
@@ -150,63 +193,101 @@ impl Hooks for Jitter {
     }
 }
 
-/// Forces the one interleaving that would break a naive protocol: the GC re-reads the records
-/// and is about to delete a file; the publisher then writes its pending record and lists the
-/// store (so dedupe sees the file as present); only then does the GC delete it.
-#[derive(Debug, Default)]
-pub struct RaceGates {
-    gc_about_to_delete: tokio::sync::Notify,
-    publisher_listed: tokio::sync::Notify,
+/// Two interleavings of a publish and a gc that a protocol can get wrong, forced with gates.
+///
+/// [`Race::GcBetweenDedupeAndComplete`]: the publisher lists the store and decides to skip a
+/// file that is present; then a whole gc runs that wants to delete that file (it drops the only
+/// complete release that uses it); then the publisher completes. The gc must see the live
+/// publish and spare the file.
+///
+/// [`Race::GcDeletesWhilePublishRegisters`]: a gc has read the records and is about to delete
+/// that file; the publisher then writes its pending record; then the gc deletes. The publisher
+/// must not rely on the file: it waits for the gc, lists, and uploads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Race {
+    /// See [`Race`].
+    GcBetweenDedupeAndComplete,
+    /// See [`Race`].
+    GcDeletesWhilePublishRegisters,
 }
 
-/// The publisher's side of [`RaceGates`]: its first put waits until the GC is about to delete;
-/// its first full listing lets the GC go on.
+/// The shared gates of a [`Race`].
+#[derive(Debug, Default)]
+pub struct Gates {
+    publisher_listed: tokio::sync::Notify,
+    gc_done: tokio::sync::Notify,
+    gc_about_to_delete: tokio::sync::Notify,
+    publisher_registered: tokio::sync::Notify,
+}
+
+/// The publisher's side of a [`Race`].
 #[derive(Debug)]
 pub struct PublisherGate {
-    gates: Arc<RaceGates>,
-    first_put: AtomicBool,
-    first_full_list: AtomicBool,
+    race: Race,
+    gates: Arc<Gates>,
+    record: Key,
+    armed: AtomicBool,
 }
 
-/// The GC's side of [`RaceGates`]: its first delete waits for the publisher's listing.
+/// The gc's side of a [`Race`].
 #[derive(Debug)]
 pub struct GcGate {
-    gates: Arc<RaceGates>,
-    first_delete: AtomicBool,
+    race: Race,
+    gates: Arc<Gates>,
+    armed: AtomicBool,
 }
 
-impl RaceGates {
-    /// Wraps one store twice: for the publisher and for the GC.
-    pub fn wrap(inner: &dyn Store) -> (Hooked<'_, PublisherGate>, Hooked<'_, GcGate>) {
-        let gates = Arc::new(RaceGates::default());
-        (
-            Hooked::new(inner, PublisherGate { gates: gates.clone(), first_put: true.into(), first_full_list: true.into() }),
-            Hooked::new(inner, GcGate { gates, first_delete: true.into() }),
-        )
+impl GcGate {
+    /// Call when the gc has finished.
+    pub fn done(&self) {
+        self.gates.gc_done.notify_one();
     }
+}
+
+/// Wraps one store twice, for the publisher of `release` and for the gc.
+pub fn race<'a>(inner: &'a dyn Store, race: Race, release: &deskew_core::ReleaseId) -> (Hooked<'a, PublisherGate>, Hooked<'a, GcGate>) {
+    let gates = Arc::new(Gates::default());
+    let record = deskew_core::layout::record_key(release);
+    (
+        Hooked::new(inner, PublisherGate { race, gates: gates.clone(), record, armed: true.into() }),
+        Hooked::new(inner, GcGate { race, gates, armed: true.into() }),
+    )
 }
 
 #[async_trait]
 impl Hooks for PublisherGate {
-    async fn before_put(&self, _: &str, _: &Key) -> Result<(), StoreError> {
-        if self.first_put.swap(false, Ordering::SeqCst) {
+    async fn after_put(&self, key: &Key) {
+        if self.race == Race::GcDeletesWhilePublishRegisters && *key == self.record && self.armed.swap(false, Ordering::SeqCst) {
+            self.gates.publisher_registered.notify_one();
+        }
+    }
+    async fn after_list(&self, prefix: Option<&Key>) {
+        if self.race == Race::GcBetweenDedupeAndComplete && prefix.is_none() && self.armed.swap(false, Ordering::SeqCst) {
+            self.gates.publisher_listed.notify_one();
+            self.gates.gc_done.notified().await;
+        }
+    }
+    async fn before_put(&self, _: &str, key: &Key) -> Result<(), StoreError> {
+        if self.race == Race::GcDeletesWhilePublishRegisters && *key == self.record && self.armed.load(Ordering::SeqCst) {
             self.gates.gc_about_to_delete.notified().await;
         }
         Ok(())
-    }
-    async fn after_list(&self, prefix: Option<&Key>) {
-        if prefix.is_none() && self.first_full_list.swap(false, Ordering::SeqCst) {
-            self.gates.publisher_listed.notify_one();
-        }
     }
 }
 
 #[async_trait]
 impl Hooks for GcGate {
-    async fn before_delete(&self, _: usize) {
-        if self.first_delete.swap(false, Ordering::SeqCst) {
-            self.gates.gc_about_to_delete.notify_one();
+    async fn before(&self, _: Op) {
+        if self.race == Race::GcBetweenDedupeAndComplete && self.armed.swap(false, Ordering::SeqCst) {
             self.gates.publisher_listed.notified().await;
         }
+    }
+    async fn before_delete(&self, _: &str, keys: &[Key]) -> Result<(), StoreError> {
+        let lease_only = keys.iter().all(|k| k.is_under(&deskew_core::layout::lease_dir()));
+        if self.race == Race::GcDeletesWhilePublishRegisters && !lease_only && self.armed.swap(false, Ordering::SeqCst) {
+            self.gates.gc_about_to_delete.notify_one();
+            self.gates.publisher_registered.notified().await;
+        }
+        Ok(())
     }
 }

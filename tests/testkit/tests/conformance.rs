@@ -13,6 +13,17 @@ mod fs {
     deskew_testkit::conformance_suite!(make, 200);
 }
 
+mod memory {
+    use deskew_core::store::memory::MemStore;
+    use deskew_testkit::conformance::TestStore;
+
+    async fn make() -> TestStore {
+        TestStore { store: Box::new(MemStore::new("conformance")), guard: Box::new(()) }
+    }
+
+    deskew_testkit::conformance_suite!(make, 200);
+}
+
 mod s3 {
     use deskew_s3::{S3Options, S3Store};
     use deskew_testkit::conformance::TestStore;
@@ -28,5 +39,5 @@ mod s3 {
         TestStore { store: Box::new(store), guard: Box::new(()) }
     }
 
-    deskew_testkit::conformance_suite!(make, 200);
+    deskew_testkit::conformance_suite!(make, 40);
 }

@@ -1,0 +1,37 @@
+//! Deliberate weaknesses in the store protocol, each undoing one of its safety steps. All are
+//! off by default and nothing in deskew's command line can turn one on: they exist so the
+//! deterministic simulation (`tests/sim`) can prove, in every CI run, that it catches the bug
+//! each step prevents ("revert the fix and watch the test fail", automated).
+
+/// Which safety steps to skip.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Publish marks its release complete without taking the lease.
+    pub complete_without_lease: bool,
+    /// Publish lists the store for dedupe without waiting for a running gc.
+    pub skip_wait_for_gc: bool,
+    /// Publish does not check, after waiting for gc, that its record is still pending.
+    pub skip_recheck: bool,
+    /// Gc deletes files without first marking the releases it drops `dropping`.
+    pub no_tombstones: bool,
+    /// Gc judges pending releases by their age alone, as if no publish heartbeat existed.
+    pub ignore_heartbeats: bool,
+    /// Gc ranks complete releases by creation time instead of completion time.
+    pub rank_by_creation: bool,
+}
+
+impl Faults {
+    /// Every fault, one at a time, with its name.
+    pub fn each() -> Vec<(&'static str, Faults)> {
+        let none = Faults::default();
+        vec![
+            ("complete_without_lease", Faults { complete_without_lease: true, ..none }),
+            ("skip_wait_for_gc", Faults { skip_wait_for_gc: true, ..none }),
+            ("skip_recheck", Faults { skip_recheck: true, ..none }),
+            ("no_tombstones", Faults { no_tombstones: true, ..none }),
+            ("ignore_heartbeats", Faults { ignore_heartbeats: true, ..none }),
+            ("rank_by_creation", Faults { rank_by_creation: true, ..none }),
+        ]
+    }
+}

@@ -1,0 +1,90 @@
+//! What the engines need from the machine they run on: the time, a way to wait, unique tokens
+//! and a name for messages.
+//!
+//! The publish and GC engines never read the system clock or sleep directly; they go through a
+//! [`Host`]. Production code uses [`SystemHost`]. The deterministic simulation (`tests/sim`)
+//! gives each actor a host of its own with a skewed virtual clock, so that one seed decides every
+//! time, every wait and every token, and a failing schedule replays exactly.
+
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::time::Timestamp;
+
+/// A boxed future, as [`Host::sleep`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The time, sleeping and unique tokens.
+pub trait Host: Send + Sync + std::fmt::Debug {
+    /// The current wall-clock time on this host (it may differ from other hosts' by up to the
+    /// store's clock-skew allowance).
+    fn now(&self) -> Timestamp;
+    /// Waits for `d`.
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+    /// A token no other call on any host returns: 16 hex digits.
+    fn unique(&self) -> String;
+    /// Who is acting, for lease and heartbeat messages: `host:pid`.
+    fn holder(&self) -> String;
+    /// A shared handle to this host, for checks that run later on another thread.
+    fn handle(&self) -> HostRef;
+}
+
+/// The real machine: system clock, tokio timers, OS-seeded random tokens.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemHost;
+
+static UNIQUE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Host for SystemHost {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+
+    fn unique(&self) -> String {
+        // `RandomState` is seeded from the OS's random source once per thread and varies its keys
+        // per instance; the counter keeps two calls in one thread apart even so. Two containers
+        // with the same PID get different tokens.
+        let mut h = std::hash::RandomState::new().build_hasher();
+        h.write_u64(UNIQUE_COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        format!("{:016x}", h.finish())
+    }
+
+    fn holder(&self) -> String {
+        let host = std::env::var("HOSTNAME").ok().or_else(|| std::fs::read_to_string("/etc/hostname").ok());
+        let host = host.as_deref().map(str::trim).filter(|h| !h.is_empty()).unwrap_or("unknown-host").to_string();
+        format!("{host}:{}", std::process::id())
+    }
+
+    fn handle(&self) -> HostRef {
+        std::sync::Arc::new(SystemHost)
+    }
+}
+
+/// A shared handle to a host.
+pub type HostRef = std::sync::Arc<dyn Host>;
+
+/// The system host as a shared handle.
+pub fn system() -> HostRef {
+    std::sync::Arc::new(SystemHost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_tokens_differ() {
+        let h = SystemHost;
+        let a: std::collections::HashSet<String> = (0..1000).map(|_| h.unique()).collect();
+        assert_eq!(a.len(), 1000);
+        assert!(a.iter().all(|t| t.len() == 16));
+    }
+}

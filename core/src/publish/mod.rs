@@ -1,0 +1,545 @@
+//! The publish engine: puts a build's files into a store so that every pod, old or new, finds
+//! every asset during a rolling update.
+//!
+//! The protocol, one function per step (ARCHITECTURE.md, "The store protocol", says why each
+//! step is there):
+//! 1. [`start_heartbeat`]: announce a live publish; renewed until the end.
+//! 2. [`register`]: write the release's record as `pending` (create-only; resume one left by a
+//!    crashed attempt; take back one a gc was dropping, under the lease).
+//! 3. [`wait_for_gc`]: wait until no gc holds the lease, then check the record is still ours.
+//!    From here on, any gc reads our record and keeps every file it references.
+//! 4. [`upload_missing`]: one listing; upload what no complete release vouches for, entry files
+//!    last.
+//! 5. [`complete`]: under the lease, list again, upload anything that vanished, and only then
+//!    rewrite the record as `complete`.
+//!
+//! Killed at any step, the store holds at most a pending record (which says "not whole") and
+//! some files; rerunning the same publish resumes it.
+
+pub mod plan;
+pub mod source;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::heartbeat::{self, Heartbeat};
+use crate::host::Host;
+use crate::key::Key;
+use crate::layout;
+use crate::lease::{self, Lease, LeaseConfig, LeaseError, Purpose};
+use crate::manifest::{FileClass, Manifest, ManifestFile};
+use crate::marker::{self, MarkerError};
+use crate::progress::{NoProgress, Progress};
+use crate::release::{ReleaseId, ReleaseRecord, ReleaseState};
+use crate::retention::{Policy, RetentionError};
+use crate::store::{Body, PutMode, PutOptions, Store, StoreError};
+
+pub use source::{BuildSource, DirSource, MemSource, SourceError};
+
+/// How a publish runs.
+#[derive(Clone, Debug)]
+pub struct PublishOptions {
+    /// Plan only: write nothing.
+    pub dry_run: bool,
+    /// Refuse (before writing anything) to replace a mutable file a kept release still serves.
+    pub strict: bool,
+    /// Uploads in flight at once.
+    pub concurrency: usize,
+    /// The policy that decides which releases count as kept when looking for conflicts;
+    /// `None` counts every complete release.
+    pub policy: Option<Policy>,
+    /// Lease lifetime between renewals.
+    pub lease_ttl: Duration,
+    /// How long to wait for a running gc, at each step that waits.
+    pub lease_wait: Duration,
+    /// How often to look at the lease again while waiting.
+    pub lease_poll: Duration,
+    /// Heartbeat lifetime.
+    pub heartbeat_ttl: Duration,
+    /// How often the heartbeat is renewed.
+    pub heartbeat_every: Duration,
+    /// Safety steps to skip: for the simulation's self-test only.
+    #[doc(hidden)]
+    pub faults: crate::faults::Faults,
+}
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        PublishOptions {
+            dry_run: false,
+            strict: false,
+            concurrency: 16,
+            policy: None,
+            lease_ttl: lease::DEFAULT_TTL,
+            lease_wait: Duration::from_secs(600),
+            lease_poll: lease::POLL,
+            heartbeat_ttl: heartbeat::TTL,
+            heartbeat_every: heartbeat::RENEW_EVERY,
+            faults: crate::faults::Faults::default(),
+        }
+    }
+}
+
+/// How a publish ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The release is now complete in the store.
+    Published,
+    /// The release was already complete with the same content: nothing was written.
+    AlreadyComplete,
+    /// Nothing was written on purpose.
+    DryRun,
+}
+
+/// A mutable file whose stored content this publish replaces while kept releases still serve it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// The file.
+    pub path: Key,
+    /// Its sha256 in this release.
+    pub sha256: String,
+    /// Kept releases with other content at this path: their clients will get the new content.
+    pub releases: Vec<ReleaseId>,
+}
+
+/// What a publish did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PublishReport {
+    /// The release.
+    pub release: ReleaseId,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Files in the release.
+    pub files: u64,
+    /// Bytes in the release.
+    pub bytes: u64,
+    /// Files written (or, in a dry run, that would be).
+    pub uploaded: u64,
+    /// Bytes written (or that would be).
+    pub uploaded_bytes: u64,
+    /// Files already in the store.
+    pub skipped: u64,
+    /// Files that vanished before the last step and were uploaded again.
+    pub repaired: u64,
+    /// Keys written (or that would be), in order.
+    pub uploaded_keys: Vec<Key>,
+    /// Mutable files replaced under kept releases.
+    pub conflicts: Vec<Conflict>,
+    /// Things the user should know: unreadable records ignored for dedupe, unusable entries.
+    pub warnings: Vec<String>,
+}
+
+/// Why a publish failed. The store is left with at most a pending record, which a rerun resumes.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Not a deskew store.
+    #[error(transparent)]
+    Marker(#[from] MarkerError),
+    /// The release id is taken by other content.
+    #[error("release `{release}` already exists in {store} with different content (digest {existing}); choose another --release")]
+    DifferentContent {
+        /// The release.
+        release: ReleaseId,
+        /// The store.
+        store: String,
+        /// The stored digest.
+        existing: String,
+    },
+    /// `--strict` and mutable files would change under kept releases.
+    #[error("{} mutable file(s) would change under kept releases (first: `{}`, served by {}); nothing was written", .0.len(), .0[0].path, join_ids(&.0[0].releases))]
+    Conflicts(Vec<Conflict>),
+    /// This release's own record is unreadable.
+    #[error("the record of release `{release}` is unusable; fix or delete it first")]
+    OwnRecord {
+        /// The release.
+        release: ReleaseId,
+        /// Why.
+        #[source]
+        source: CatalogError,
+    },
+    /// A source file cannot be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A source file changed since the manifest was made.
+    #[error("`{}` changed after its manifest was computed; rebuild and publish again", .path.display())]
+    Changed {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The record kept being taken away (a gc dropping it each time).
+    #[error("release `{release}` kept being dropped by a concurrent gc in {store}; its publish is not complete")]
+    Contended {
+        /// The release.
+        release: ReleaseId,
+        /// The store.
+        store: String,
+    },
+    /// The retention policy is invalid.
+    #[error(transparent)]
+    Retention(#[from] RetentionError),
+    /// Waiting for or holding the lease failed.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for PublishError {
+    fn from(e: StoreError) -> PublishError {
+        match e {
+            e @ StoreError::GuardFailed { .. } => PublishError::Lease(e.into()),
+            e => PublishError::Store(e),
+        }
+    }
+}
+
+fn join_ids(ids: &[ReleaseId]) -> String {
+    ids.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Everything the steps share.
+struct Ctx<'a> {
+    /// Whether the store honours create-only writes. If not, no gc can run on it (it refuses
+    /// without a lease), and publish, which only adds, needs no lease either.
+    exclusive: bool,
+    store: &'a dyn Store,
+    host: &'a dyn Host,
+    source: &'a dyn BuildSource,
+    opts: &'a PublishOptions,
+    progress: &'a dyn Progress,
+    cfg: LeaseConfig,
+}
+
+impl Ctx<'_> {
+    fn waiting(&self) -> impl Fn(&LeaseError) + Send + Sync + '_ {
+        |why| self.progress.waiting(why)
+    }
+}
+
+/// Publishes `manifest`, whose files `source` gives, to `store`.
+pub async fn publish(
+    store: &dyn Store,
+    host: &dyn Host,
+    source: &dyn BuildSource,
+    manifest: Manifest,
+    opts: &PublishOptions,
+    progress: &dyn Progress,
+) -> Result<PublishReport, PublishError> {
+    let skew = store_skew(store, host, opts.dry_run).await?;
+    let cfg = LeaseConfig { poll: opts.lease_poll, ..LeaseConfig::new(opts.lease_ttl, skew) };
+    let ctx = Ctx { exclusive: store.capabilities().create_only, store, host, source, opts, progress, cfg };
+    let mut report = empty_report(&manifest);
+    if !ctx.exclusive {
+        report.warnings.push(format!("{} does not honour create-only writes: gc cannot run on it, so publish takes no lease", store.url()));
+    }
+    let catalog = load_catalog(store, &manifest, &mut report).await?;
+    let own = catalog.get(&manifest.release);
+    if let Some(own) = own.filter(|o| o.manifest.digest != manifest.digest) {
+        return Err(different(store, &manifest.release, &own.manifest.digest));
+    }
+    // Published again (a rerun, a rollback): the release becomes the newest once more, after
+    // the same steps, which also put back anything missing.
+    let was_complete = own.is_some_and(|o| o.state == ReleaseState::Complete);
+    report.conflicts = plan::conflicts(&catalog.records, &manifest, opts.policy.as_ref(), host.now())?;
+    if opts.strict && !report.conflicts.is_empty() {
+        return Err(PublishError::Conflicts(report.conflicts));
+    }
+    let record = ReleaseRecord::pending(manifest, host.now());
+    let all: Vec<&ReleaseRecord> = catalog.records.iter().collect();
+    let vouched = plan::vouched_contents(&all);
+    if opts.dry_run {
+        dry_run(&ctx, &record, &vouched, &mut report).await?;
+        if was_complete && report.uploaded == 0 {
+            report.outcome = Outcome::AlreadyComplete;
+        }
+        return Ok(report);
+    }
+    let mut hb = start_heartbeat(&ctx, &record.release).await?;
+    let result = hb.keep_alive(store, host, opts.heartbeat_every, run_steps(&ctx, record, &vouched, report)).await;
+    if let Err(e) = hb.stop(store).await {
+        tracing::info!("the publish heartbeat was not removed (a gc will): {}", crate::error_chain(&e));
+    }
+    result.map(|mut r| {
+        if was_complete && r.uploaded == 0 && r.repaired == 0 {
+            r.outcome = Outcome::AlreadyComplete;
+        }
+        r
+    })
+}
+
+/// The clock-skew allowance of the store; a store is created here (its marker written) unless
+/// this is a dry run.
+async fn store_skew(store: &dyn Store, host: &dyn Host, dry_run: bool) -> Result<Duration, PublishError> {
+    let marker = if dry_run {
+        match marker::read(store).await? {
+            Some(m) => Some(m),
+            None if store.is_empty().await? => None,
+            None => return Err(MarkerError::NotAStore { store: store.url().into(), empty: false }.into()),
+        }
+    } else {
+        Some(marker::for_publish(store, host).await?)
+    };
+    Ok(marker.map_or(marker::DEFAULT_MAX_CLOCK_SKEW, |m| m.max_clock_skew()))
+}
+
+fn empty_report(manifest: &Manifest) -> PublishReport {
+    PublishReport {
+        release: manifest.release.clone(),
+        outcome: Outcome::Published,
+        files: manifest.total.files,
+        bytes: manifest.total.bytes,
+        uploaded: 0,
+        uploaded_bytes: 0,
+        skipped: 0,
+        repaired: 0,
+        uploaded_keys: Vec::new(),
+        conflicts: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+fn different(store: &dyn Store, release: &ReleaseId, existing: &str) -> PublishError {
+    PublishError::DifferentContent { release: release.clone(), store: store.url().into(), existing: existing.into() }
+}
+
+/// Reads the records; an unreadable one costs only dedupe (a warning), unless it is our own.
+async fn load_catalog(store: &dyn Store, manifest: &Manifest, report: &mut PublishReport) -> Result<Catalog, PublishError> {
+    let mut catalog = Catalog::load(store).await?;
+    for p in std::mem::take(&mut catalog.problems) {
+        if let CatalogError::Record(crate::release::RecordError::Parse { key, .. }) = &p {
+            if layout::record_id(key) == Some(manifest.release.as_str()) {
+                return Err(PublishError::OwnRecord { release: manifest.release.clone(), source: p });
+            }
+        }
+        report.warnings.push(format!("ignored an unusable record (dedupe may upload more): {}", crate::error_chain(&p)));
+    }
+    Ok(catalog)
+}
+
+async fn dry_run(
+    ctx: &Ctx<'_>,
+    record: &ReleaseRecord,
+    vouched: &HashMap<Key, Option<String>>,
+    report: &mut PublishReport,
+) -> Result<(), PublishError> {
+    let listing = ctx.store.list(None).await?;
+    let needed = plan::needed(record, &plan::sizes(&listing.objects), vouched);
+    count_uploads(report, &needed);
+    report.outcome = Outcome::DryRun;
+    Ok(())
+}
+
+fn count_uploads(report: &mut PublishReport, needed: &[(Key, ManifestFile)]) {
+    report.skipped = report.files - needed.len() as u64;
+    report.uploaded = needed.len() as u64;
+    report.uploaded_bytes = needed.iter().map(|(_, f)| f.size).sum();
+    report.uploaded_keys = needed.iter().map(|(k, _)| k.clone()).collect();
+}
+
+/// Step 1.
+async fn start_heartbeat(ctx: &Ctx<'_>, release: &ReleaseId) -> Result<Heartbeat, PublishError> {
+    Ok(Heartbeat::start(ctx.store, ctx.host, release, ctx.opts.heartbeat_ttl).await?)
+}
+
+async fn run_steps(
+    ctx: &Ctx<'_>,
+    mut record: ReleaseRecord,
+    vouched: &HashMap<Key, Option<String>>,
+    mut report: PublishReport,
+) -> Result<PublishReport, PublishError> {
+    let mut registered = false;
+    for _ in 0..3 {
+        register(ctx, &mut record).await?;
+        if wait_for_gc(ctx, &record).await? {
+            registered = true;
+            break;
+        }
+    }
+    if !registered {
+        return Err(PublishError::Contended { release: record.release, store: ctx.store.url().into() });
+    }
+    upload_missing(ctx, &record, vouched, &mut report).await?;
+    complete(ctx, record, &mut report).await?;
+    Ok(report)
+}
+
+fn record_put() -> PutOptions {
+    PutOptions { content_type: Some("application/json".into()), ..PutOptions::default() }
+}
+
+fn encode(record: &ReleaseRecord) -> Body {
+    Body::Bytes(Bytes::from(record.to_json()))
+}
+
+async fn read_own(store: &dyn Store, record: &ReleaseRecord) -> Result<Option<ReleaseRecord>, PublishError> {
+    let key = layout::record_key(&record.release);
+    match store.get(&key).await {
+        Ok(bytes) => {
+            let existing = ReleaseRecord::parse(&key, &bytes)
+                .map_err(|e| PublishError::OwnRecord { release: record.release.clone(), source: e.into() })?;
+            if existing.manifest.digest != record.manifest.digest {
+                return Err(different(store, &record.release, &existing.manifest.digest));
+            }
+            Ok(Some(existing))
+        }
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Step 2: our record exists, pending (or complete: published before, or by a concurrent
+/// publish of the same release).
+async fn register(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<(), PublishError> {
+    let key = layout::record_key(&record.release);
+    let create = PutOptions { mode: PutMode::Create, ..record_put() };
+    loop {
+        match ctx.store.put(&key, encode(record), &create).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match read_own(ctx.store, record).await? {
+            None => continue, // dropped between our write and our read: write again
+            Some(existing) if existing.state == ReleaseState::Dropping => return take_back(ctx, record).await,
+            Some(existing) => {
+                record.created = existing.created;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A gc was dropping our release (and may have died doing it): under the lease, no gc runs, so
+/// the record can be made pending again; the last step uploads whatever the gc deleted.
+async fn take_back(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<(), PublishError> {
+    if !ctx.exclusive {
+        ctx.store.put(&layout::record_key(&record.release), encode(record), &record_put()).await?;
+        return Ok(());
+    }
+    let mut lease = Lease::acquire(ctx.store, ctx.host, ctx.cfg, Purpose::Publish, ctx.opts.lease_wait, &ctx.waiting()).await?;
+    let result = async {
+        match read_own(ctx.store, record).await? {
+            Some(r) if r.state != ReleaseState::Dropping => return Ok(()),
+            Some(r) => record.created = r.created,
+            None => {}
+        }
+        lease.ensure(ctx.store, ctx.host).await?;
+        let put = PutOptions { guard: Some(lease.guard(ctx.host)), ..record_put() };
+        ctx.store.put(&layout::record_key(&record.release), encode(record), &put).await?;
+        Ok(())
+    }
+    .await;
+    let _ = lease.release(ctx.store, ctx.host).await;
+    result
+}
+
+/// Step 3: waits until no gc holds the lease; `Ok(false)` if a gc dropped our record meanwhile
+/// (register again).
+async fn wait_for_gc(ctx: &Ctx<'_>, record: &ReleaseRecord) -> Result<bool, PublishError> {
+    if ctx.exclusive && !ctx.opts.faults.skip_wait_for_gc {
+        lease::wait_until_free(ctx.store, ctx.host, ctx.cfg, ctx.opts.lease_wait, &ctx.waiting()).await?;
+    }
+    if ctx.opts.faults.skip_recheck {
+        return Ok(true);
+    }
+    Ok(read_own(ctx.store, record).await?.is_some_and(|r| r.state != ReleaseState::Dropping))
+}
+
+/// Step 4.
+async fn upload_missing(
+    ctx: &Ctx<'_>,
+    record: &ReleaseRecord,
+    vouched: &HashMap<Key, Option<String>>,
+    report: &mut PublishReport,
+) -> Result<(), PublishError> {
+    let listing = ctx.store.list(None).await?;
+    for p in &listing.problems {
+        report.warnings.push(format!("the store holds {p}; it was left alone"));
+    }
+    let needed = plan::needed(record, &plan::sizes(&listing.objects), vouched);
+    count_uploads(report, &needed);
+    ctx.progress.start(report.uploaded, report.uploaded_bytes);
+    let (entries, assets): (Vec<_>, Vec<_>) = needed.into_iter().partition(|(_, f)| f.class == FileClass::Entry);
+    upload_all(ctx, assets, ctx.progress).await?;
+    upload_all(ctx, entries, ctx.progress).await
+}
+
+/// Step 5: under the lease, no gc deletes anything: what the listing shows stays until the
+/// record says `complete`, and any later gc keeps what a complete release references.
+async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
+    if !ctx.exclusive || ctx.opts.faults.complete_without_lease {
+        return complete_unleased(ctx, &mut record, report).await;
+    }
+    let mut last = None;
+    for _ in 0..3 {
+        let mut lease = Lease::acquire(ctx.store, ctx.host, ctx.cfg, Purpose::Publish, ctx.opts.lease_wait, &ctx.waiting()).await?;
+        let result = complete_locked(ctx, &mut lease, &mut record, report).await;
+        let _ = lease.release(ctx.store, ctx.host).await;
+        match result {
+            Err(PublishError::Lease(e @ LeaseError::Lost { .. })) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.expect("three attempts failed").into())
+}
+
+async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
+    read_own(ctx.store, record).await?; // still ours (same content)
+    let listing = ctx.store.list(None).await?;
+    let missing = plan::missing(record, &plan::sizes(&listing.objects));
+    if !missing.is_empty() {
+        tracing::info!(count = missing.len(), "files vanished before the last step; uploading them again");
+        report.repaired += missing.len() as u64;
+        lease.keep_alive(ctx.store, ctx.host, upload_all(ctx, missing, &NoProgress)).await?;
+    }
+    lease.ensure(ctx.store, ctx.host).await?;
+    record.state = ReleaseState::Complete;
+    record.completed = Some(ctx.host.now().max(record.created));
+    let put = PutOptions { guard: Some(lease.guard(ctx.host)), ..record_put() };
+    ctx.store.put(&layout::record_key(&record.release), encode(record), &put).await?;
+    Ok(())
+}
+
+/// Step 5 on a store where no gc can run.
+async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
+    let listing = ctx.store.list(None).await?;
+    let missing = plan::missing(record, &plan::sizes(&listing.objects));
+    report.repaired += missing.len() as u64;
+    upload_all(ctx, missing, &NoProgress).await?;
+    record.state = ReleaseState::Complete;
+    record.completed = Some(ctx.host.now().max(record.created));
+    ctx.store.put(&layout::record_key(&record.release), encode(record), &record_put()).await?;
+    Ok(())
+}
+
+async fn upload_all(ctx: &Ctx<'_>, files: Vec<(Key, ManifestFile)>, progress: &dyn Progress) -> Result<(), PublishError> {
+    futures::stream::iter(files)
+        .map(|(key, f)| async move {
+            let body = ctx.source.body(&f).await?;
+            let put = PutOptions {
+                mode: PutMode::Overwrite,
+                content_type: Some(f.content_type.clone()),
+                cache_control: Some(f.cache_control.clone()),
+                sha256: Some(f.sha256.clone()),
+                guard: None,
+            };
+            match ctx.store.put(&key, body, &put).await {
+                Ok(()) => {}
+                Err(StoreError::Checksum { .. }) => return Err(PublishError::Changed { path: ctx.source.describe(&f) }),
+                Err(e) => return Err(e.into()),
+            }
+            progress.stored(&key, f.size);
+            Ok(())
+        })
+        .buffer_unordered(ctx.opts.concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! What a publish must upload and what it changes, decided from records and a listing. Pure:
+//! no I/O here.
+//!
+//! A file is skipped only if a complete release vouches for its content at that key (every
+//! complete record referencing the key agrees on its sha256) and the listing shows the key with
+//! the right size. Entry files live under the release's own folder, so only the release's own
+//! complete record (a release published again) vouches for them.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::key::Key;
+use crate::manifest::{FileClass, Manifest, ManifestFile};
+use crate::release::{ReleaseId, ReleaseRecord, ReleaseState};
+use crate::retention::{self, Liveness, Policy, RetentionError};
+use crate::store::ObjectMeta;
+use crate::time::Timestamp;
+
+use super::Conflict;
+
+/// Keys and sizes of a listing.
+pub fn sizes(listing: &[ObjectMeta]) -> HashMap<&Key, u64> {
+    listing.iter().map(|o| (&o.key, o.size)).collect()
+}
+
+/// For every key some complete record references: the sha256 they all agree on, or `None` if
+/// they disagree (a mutable file that changed: the store holds one of them, we cannot tell which).
+pub fn vouched_contents(records: &[&ReleaseRecord]) -> HashMap<Key, Option<String>> {
+    let mut out: HashMap<Key, Option<String>> = HashMap::new();
+    for r in records.iter().filter(|r| r.state == ReleaseState::Complete) {
+        for (key, f) in r.stored_files() {
+            out.entry(key)
+                .and_modify(|v| {
+                    if v.as_deref() != Some(f.sha256.as_str()) {
+                        *v = None;
+                    }
+                })
+                .or_insert_with(|| Some(f.sha256.clone()));
+        }
+    }
+    out
+}
+
+/// The files of `record` the store lacks.
+pub fn needed(record: &ReleaseRecord, listing: &HashMap<&Key, u64>, vouched: &HashMap<Key, Option<String>>) -> Vec<(Key, ManifestFile)> {
+    record
+        .stored_files()
+        .filter(|(key, f)| {
+            let present = listing.get(key) == Some(&f.size) && vouched.get(key).is_some_and(|v| v.as_deref() == Some(f.sha256.as_str()));
+            !present
+        })
+        .map(|(k, f)| (k, f.clone()))
+        .collect()
+}
+
+/// The files of `record` a listing does not show with the right size.
+pub fn missing(record: &ReleaseRecord, listing: &HashMap<&Key, u64>) -> Vec<(Key, ManifestFile)> {
+    record.stored_files().filter(|(k, f)| listing.get(k) != Some(&f.size)).map(|(k, f)| (k, f.clone())).collect()
+}
+
+/// Mutable files of `manifest` whose stored content differs in releases the policy keeps
+/// (every complete release without a policy).
+pub fn conflicts(records: &[ReleaseRecord], manifest: &Manifest, policy: Option<&Policy>, now: Timestamp) -> Result<Vec<Conflict>, RetentionError> {
+    let kept: HashSet<ReleaseId> = match policy {
+        Some(p) => {
+            let p = Policy { published: Some(manifest.release.clone()), ..p.clone() };
+            let decisions = retention::decide(records, &Liveness::default(), &p, now)?;
+            decisions.into_iter().filter(|d| d.kept && d.state == ReleaseState::Complete).map(|d| d.release).collect()
+        }
+        None => records.iter().filter(|r| r.state == ReleaseState::Complete).map(|r| r.release.clone()).collect(),
+    };
+    let mut out = Vec::new();
+    for f in manifest.of_class(FileClass::Mutable) {
+        let mut releases: Vec<ReleaseId> = records
+            .iter()
+            .filter(|r| r.release != manifest.release && kept.contains(&r.release))
+            .filter(|r| r.manifest.file(&f.path).is_some_and(|o| o.class == FileClass::Mutable && o.sha256 != f.sha256))
+            .map(|r| r.release.clone())
+            .collect();
+        if !releases.is_empty() {
+            releases.sort();
+            out.push(Conflict { path: f.path.clone(), sha256: f.sha256.clone(), releases });
+        }
+    }
+    Ok(out)
+}
