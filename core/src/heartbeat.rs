@@ -39,6 +39,10 @@ pub struct HeartbeatBody {
     pub started: Timestamp,
     /// When it lapses unless renewed (the publisher's clock).
     pub expires: Timestamp,
+    /// The publishing process, as its machine can check it ([`Host::process`]): a heartbeat
+    /// whose publisher is known to have ended counts as lapsed at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
 }
 
 /// A heartbeat found in a store.
@@ -51,12 +55,16 @@ pub struct FoundHeartbeat {
     /// The reader's clock just before it asked for it. A heartbeat is judged at this time, not
     /// later: one that was live when read may have been renewed since.
     pub read_at: Timestamp,
+    /// Whether the reader's machine knows its publisher has ended.
+    pub publisher_dead: bool,
 }
 
 impl FoundHeartbeat {
-    /// Whether it had lapsed, by more than `extra`, when it was read.
+    /// Whether it had lapsed, by more than `extra`, when it was read. A publisher known to have
+    /// ended counts as lapsed at its last expiry: its release is not live, and the grace period
+    /// still runs from there.
     pub fn lapsed(&self, skew: Duration, extra: Duration) -> bool {
-        self.body.as_ref().is_none_or(|b| self.read_at > b.expires.plus(skew).plus(extra))
+        (self.publisher_dead && extra.is_zero()) || self.body.as_ref().is_none_or(|b| self.read_at > b.expires.plus(skew).plus(extra))
     }
 }
 
@@ -76,7 +84,7 @@ impl Heartbeat {
     /// Writes a first heartbeat for `release`.
     pub async fn start(store: &dyn Store, host: &dyn Host, release: &ReleaseId, ttl: Duration) -> Result<Heartbeat, StoreError> {
         let now = host.now();
-        let body = HeartbeatBody { release: release.clone(), holder: host.holder(), started: now, expires: now.plus(ttl) };
+        let body = HeartbeatBody { release: release.clone(), holder: host.holder(), started: now, expires: now.plus(ttl), process: host.process() };
         let hb = Heartbeat { key: layout::heartbeat_key(release, &host.unique()), body, ttl };
         store.put(&hb.key, encode(&hb.body), &PutOptions::default()).await?;
         Ok(hb)
@@ -144,7 +152,8 @@ pub async fn read_all(store: &dyn Store, host: &dyn Host) -> Result<Vec<FoundHea
             Err(e) if e.is_not_found() => continue, // its publish finished meanwhile
             Err(e) => return Err(e),
         };
-        out.push(FoundHeartbeat { key: obj.key, body, read_at });
+        let publisher_dead = body.as_ref().and_then(|b| b.process.as_deref()).is_some_and(|p| host.is_dead(p));
+        out.push(FoundHeartbeat { key: obj.key, body, read_at, publisher_dead });
     }
     Ok(out)
 }

@@ -30,6 +30,16 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn holder(&self) -> String;
     /// A shared handle to this host, for checks that run later on another thread.
     fn handle(&self) -> HostRef;
+    /// This process, as only this machine can check it later: boot, PID namespace and pid
+    /// (`None` where that cannot be told).
+    fn process(&self) -> Option<String> {
+        None
+    }
+    /// Whether `process` (from [`Host::process`], maybe another host's) is a process of this
+    /// machine that has ended. `false` when in doubt: a live lease must never look dead.
+    fn is_dead(&self, _process: &str) -> bool {
+        false
+    }
 }
 
 /// The real machine: system clock, tokio timers, OS-seeded random tokens.
@@ -66,6 +76,31 @@ impl Host for SystemHost {
     fn handle(&self) -> HostRef {
         std::sync::Arc::new(SystemHost)
     }
+
+    fn process(&self) -> Option<String> {
+        Some(format!("{}/{}", machine()?, std::process::id()))
+    }
+
+    fn is_dead(&self, process: &str) -> bool {
+        let Some((machine_part, pid)) = process.rsplit_once('/') else { return false };
+        if machine().as_deref() != Some(machine_part) {
+            return false; // another machine or PID namespace: only time tells
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            // A zombie has ended; only its parent has not collected it yet.
+            Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+}
+
+/// This boot of this machine and this PID namespace: `<boot id>/<pid namespace inode>`. Two
+/// processes with equal machine parts see the same pids.
+fn machine() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let ns = ns.to_str()?.trim_start_matches("pid:[").trim_end_matches(']').to_string();
+    Some(format!("{}/{ns}", boot.trim()))
 }
 
 /// A shared handle to a host.
@@ -79,6 +114,20 @@ pub fn system() -> HostRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_a_dead_local_process() {
+        let h = SystemHost;
+        let me = h.process().expect("Linux tells");
+        assert!(!h.is_dead(&me), "this process is alive");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let (machine, _) = me.rsplit_once('/').unwrap();
+        assert!(h.is_dead(&format!("{machine}/{pid}")), "an ended process is dead");
+        assert!(!h.is_dead(&format!("another-boot/4026531836/{pid}")), "another machine's process is never judged");
+        assert!(!h.is_dead("garbage"));
+    }
 
     #[test]
     fn unique_tokens_differ() {

@@ -78,12 +78,16 @@ pub struct LeaseBody {
     pub acquired: Timestamp,
     /// When it lapses unless renewed (the holder's clock).
     pub expires: Timestamp,
+    /// The holding process, as its machine can check it ([`Host::process`]): a lease whose
+    /// holder is known to have ended is free at once, without waiting for it to lapse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
 }
 
 impl LeaseBody {
-    /// Whether a reader whose clock says `now` may take it over.
-    pub fn is_free(&self, now: Timestamp, skew: Duration) -> bool {
-        self.state == LeaseState::Released || now > self.expires.plus(skew)
+    /// Whether `host` may take it over.
+    pub fn is_free(&self, host: &dyn Host, skew: Duration) -> bool {
+        self.state == LeaseState::Released || host.now() > self.expires.plus(skew) || self.process.as_deref().is_some_and(|p| host.is_dead(p))
     }
 
     /// When a reader may take it over.
@@ -253,7 +257,7 @@ impl Lease {
         loop {
             let now = host.now();
             let cur = current(store).await?;
-            if let Some(c) = cur.as_ref().filter(|c| !c.is_free(now, cfg.skew)) {
+            if let Some(c) = cur.as_ref().filter(|c| !c.is_free(host, cfg.skew)) {
                 return Err(held(store, c, cfg.skew));
             }
             if let Some(c) = cur.as_ref().filter(|c| c.state == LeaseState::Held) {
@@ -267,6 +271,7 @@ impl Lease {
                 state: LeaseState::Held,
                 acquired: now,
                 expires: now.plus(cfg.ttl),
+                process: host.process(),
             };
             if let Some(stored) = write_epoch(store, &body).await? {
                 if confirm_and_tidy(store, stored.epoch).await? {
@@ -417,7 +422,7 @@ pub async fn wait_until_free(
     let mut told: Option<u64> = None;
     loop {
         match current(store).await? {
-            Some(c) if !c.is_free(host.now(), cfg.skew) => {
+            Some(c) if !c.is_free(host, cfg.skew) => {
                 let e = held(store, &c, cfg.skew);
                 if host.now().since(start) >= max_wait {
                     return Err(e);

@@ -117,7 +117,9 @@ pub async fn for_publish(store: &dyn Store, host: &dyn Host) -> Result<StoreMark
         return Ok(m);
     }
     if !store.is_empty().await? {
-        return Err(MarkerError::NotAStore { store: store.url().into(), empty: false });
+        // A concurrent publish may have made the store between our two looks: it writes the
+        // marker before anything else, so whatever made the place non-empty is visible now.
+        return read(store).await?.ok_or_else(|| MarkerError::NotAStore { store: store.url().into(), empty: false });
     }
     create(store, StoreMarker::new(host.now(), DEFAULT_MAX_CLOCK_SKEW)).await
 }

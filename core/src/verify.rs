@@ -69,7 +69,13 @@ pub async fn verify(
     concurrency: usize,
 ) -> Result<VerifyReport, StoreError> {
     let listing = store.list(None).await?;
-    let listed: HashSet<Key> = listing.objects.into_iter().map(|o| o.key).collect();
+    // A referenced key the listing could not use (a link, a device) is read too, to say why.
+    let listed: HashSet<Key> = listing
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .chain(listing.problems.iter().filter_map(|p| Key::new(p.name.clone()).ok()))
+        .collect();
     let keys: HashSet<Key> = releases.iter().flat_map(|r| r.stored_files().map(|(k, _)| k).collect::<Vec<_>>()).collect();
     let to_read: Vec<Key> = keys.into_iter().filter(|k| listed.contains(k)).collect();
     type Hashed = (Key, Result<(String, u64), StoreError>);

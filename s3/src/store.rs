@@ -77,7 +77,9 @@ impl S3Store {
     /// Some servers accept the header and overwrite anyway; those get `false`.
     async fn probe_create_only(&self) -> Result<bool, StoreError> {
         let nonce = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
-        let key = Key::new(format!(".deskew/probe/{nonce}")).expect("valid probe key");
+        // A temporary name: if we are killed before deleting it, it does not make an empty
+        // place look like a non-empty one, and gc removes it after the grace period.
+        let key = Key::new(format!(".deskew/{}cas-{nonce}", deskew_core::layout::TMP_PREFIX)).expect("valid probe key");
         let full = self.full(&key);
         let put = |body: &'static [u8]| {
             self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(body)).send()
@@ -263,17 +265,23 @@ impl Store for S3Store {
         1000
     }
 
+    /// Empty, or holding only deskew's temporary objects (a conditional-write check of a process
+    /// that was killed before it cleaned up).
     async fn is_empty(&self) -> Result<bool, StoreError> {
         let out = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(&self.prefix)
-            .max_keys(1)
+            .max_keys(100)
             .send()
             .await
             .map_err(|e| errors::backend(&self.url, Op::List, &self.prefix, e))?;
-        Ok(out.contents().is_empty())
+        let temporary = |name: &str| {
+            let rel = name.strip_prefix(&self.prefix).unwrap_or(name);
+            Key::new(rel).is_ok_and(|k| deskew_core::layout::is_temp(&k) && k.is_under(&deskew_core::layout::deskew_dir()))
+        };
+        Ok(out.is_truncated() != Some(true) && out.contents().iter().all(|o| o.key().is_some_and(temporary)))
     }
 
     async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {

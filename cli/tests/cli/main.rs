@@ -10,6 +10,8 @@ mod manifest;
 mod probe;
 mod publish;
 mod s3;
+mod safety;
+mod soak;
 mod schemas;
 mod support;
 mod verify;

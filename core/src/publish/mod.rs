@@ -127,6 +127,8 @@ pub struct PublishReport {
     pub skipped: u64,
     /// Files that vanished before the last step and were uploaded again.
     pub repaired: u64,
+    /// When the release became complete (its place in retention order); `None` for a dry run.
+    pub completed: Option<crate::time::Timestamp>,
     /// Keys written (or that would be), in order.
     pub uploaded_keys: Vec<Key>,
     /// Mutable files replaced under kept releases.
@@ -299,6 +301,7 @@ fn empty_report(manifest: &Manifest) -> PublishReport {
         uploaded_bytes: 0,
         skipped: 0,
         repaired: 0,
+        completed: None,
         uploaded_keys: Vec::new(),
         conflicts: Vec::new(),
         warnings: Vec::new(),
@@ -504,6 +507,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
     record.completed = Some(ctx.host.now().max(record.created));
     let put = PutOptions { guard: Some(lease.guard(ctx.host)), ..record_put() };
     ctx.store.put(&layout::record_key(&record.release), encode(record), &put).await?;
+    report.completed = record.completed;
     Ok(())
 }
 
@@ -516,6 +520,7 @@ async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &m
     record.state = ReleaseState::Complete;
     record.completed = Some(ctx.host.now().max(record.created));
     ctx.store.put(&layout::record_key(&record.release), encode(record), &record_put()).await?;
+    report.completed = record.completed;
     Ok(())
 }
 

@@ -303,17 +303,30 @@ impl FsStore {
         Ok(())
     }
 
+    /// Whether the root holds nothing, or nothing but a `.deskew` folder holding only
+    /// temporary files (another publish creating the store this instant, its marker not yet
+    /// renamed into place).
     fn is_empty_blocking(&self) -> Result<bool, StoreError> {
-        let root = "";
-        let mut dir = Dir::read_from(self.root_fd.as_fd()).map_err(|e| self.backend(Op::List, root, e.into()))?;
-        while let Some(entry) = dir.read() {
-            let entry = entry.map_err(|e| self.backend(Op::List, root, e.into()))?;
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                return Ok(false);
+        let names = |fd: &OwnedFd| -> Result<Vec<Vec<u8>>, StoreError> {
+            let mut dir = Dir::read_from(fd).map_err(|e| self.backend(Op::List, "", e.into()))?;
+            let mut out = Vec::new();
+            while let Some(entry) = dir.read() {
+                let name = entry.map_err(|e| self.backend(Op::List, "", e.into()))?.file_name().to_bytes().to_vec();
+                if name != b"." && name != b".." {
+                    out.push(name);
+                }
             }
+            Ok(out)
+        };
+        let root = names(&self.root_fd)?;
+        if root.is_empty() {
+            return Ok(true);
         }
-        Ok(true)
+        if root != [b".deskew".to_vec()] {
+            return Ok(false);
+        }
+        let Ok(deskew) = rustix::fs::openat(self.root_fd.as_fd(), ".deskew", DIR_FLAGS, Mode::empty()) else { return Ok(false) };
+        Ok(names(&deskew)?.iter().all(|n| n.starts_with(TMP_PREFIX.as_bytes())))
     }
 }
 

@@ -353,6 +353,12 @@ impl crate::world::Observer for Oracle {
         self.done.insert(actor);
         let Some(out) = result.downcast_ref::<PublisherOut>() else { return };
         let Some(Role::Publisher { release, .. }) = self.roles.get(&actor).cloned() else { return };
+        if let Err(e) = &out.publish {
+            // Every store here was made by deskew: a publish must never take it for a foreign one.
+            if e.contains("is not a deskew store") {
+                self.violation(world, format!("a{actor}'s publish of `{release}` failed: {e}"));
+            }
+        }
         let Ok((_, repaired)) = out.publish else { return };
         // A gc may drop it under its policy between the publish's last write and its return.
         let dropped_since = self.dropped_at.get(&release).is_some_and(|d| self.completed_at.get(&release).is_some_and(|c| d >= c));

@@ -401,8 +401,13 @@ impl Store for SimStore {
         .await
     }
 
+    /// Like the real backends: empty, or holding only deskew's temporary files in `.deskew/`.
     async fn is_empty(&self) -> Result<bool, StoreError> {
-        self.op(format!("a{} is_empty", self.actor), move |w, _| Ok(w.truth.list_page(None, None, 1).is_empty())).await
+        self.op(format!("a{} is_empty", self.actor), move |w, _| {
+            let temporary = |k: &Key| deskew_core::layout::is_temp(k) && k.is_under(&deskew_core::layout::deskew_dir());
+            Ok(w.truth.list_page(None, None, usize::MAX).iter().all(|o| temporary(&o.key)))
+        })
+        .await
     }
 }
 

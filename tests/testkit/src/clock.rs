@@ -28,6 +28,12 @@ impl Host for ShiftedHost {
     fn handle(&self) -> HostRef {
         std::sync::Arc::new(*self)
     }
+    fn process(&self) -> Option<String> {
+        SystemHost.process()
+    }
+    fn is_dead(&self, process: &str) -> bool {
+        SystemHost.is_dead(process)
+    }
 }
 
 /// The host `offset_secs` seconds from now.
