@@ -9,10 +9,13 @@ use deskew_core::ReleaseId;
 use deskew_core::time::Timestamp;
 
 const AFTER_HELP: &str = "\
-Exit codes:
-  0  success
-  1  the check ran and failed (verify: missing or corrupt files; probe: SLO missed)
-  2  usage, configuration, store or I/O error
+Exit codes (the same for every command):
+  0    success
+  1    the check ran and failed (verify: missing or corrupt files; probe: SLO missed)
+  2    usage or configuration error (bad flag, not a store, invalid input)
+  3    the deploy command the probe wrapped failed
+  4    store or network I/O failed (unreachable, refused, busy)
+  129  interrupted by SIGHUP, 130 by SIGINT, 143 by SIGTERM (after cleaning up)
 
 Store URLs: a directory (`/srv/assets`, `file:///srv/assets`) or an S3 bucket (`s3://bucket/prefix`).
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more. NO_COLOR disables colour.";
@@ -56,15 +59,16 @@ pub enum Command {
     Init(InitArgs),
     /// The deployment downtime test: load the page and everything it needs, continuously,
     /// for a duration or around a deploy command; exit 1 if the SLO is missed.
-    #[command(after_help = "Example:\n  deskew probe https://web.example/ --concurrency 8 --report probe.json -- kubectl rollout status deploy/web\n\nExit codes: 0 SLO met, 1 SLO missed (failed loads), 2 usage, deploy command or I/O error.")]
+    #[command(after_help = "Example:\n  deskew probe https://web.example/ --concurrency 8 --report probe.json -- kubectl rollout status deploy/web\n\nExit codes: 0 SLO met, 1 SLO missed (failed loads), 2 usage, 3 the deploy command failed, 4 the page or the store unreachable, 129/130/143 interrupted (reports written, the deploy command's process group stopped).")]
     Probe(ProbeArgs),
 }
 
 /// `deskew probe` options.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The page to load (http or https).
-    pub url: String,
+    /// The page to load (http or https; `host:port` means `http://host:port`).
+    #[arg(value_parser = parse_page_url)]
+    pub url: PageUrl,
     /// `http`: deskew fetches the page and what it references; `browser`: a real Chromium
     /// loads it over the DevTools protocol.
     #[arg(long, value_enum, default_value = "http")]
@@ -86,7 +90,7 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "LOADS_PER_S", value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Probe for this long (without a deploy command).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
     /// Traffic before the deploy command starts.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
@@ -98,11 +102,32 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "PERCENT", default_value_t = 100.0, value_parser = parse_percent)]
     pub slo: f64,
     /// Timeout of each request.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, default_value = "10s")]
     pub timeout: Duration,
-    /// Also fetch resources from this origin (e.g. a CDN, `https://cdn.example.com`); repeatable.
-    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    /// Also fetch resources from this origin (e.g. a CDN, `https://cdn.example.com`), or from
+    /// every origin with `'*'`; repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN", value_parser = parse_origin)]
     pub allow_origins: Vec<String>,
+    /// Send this header with every request (`-H 'X-Canary: 1'`); repeatable.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// HTTP basic credentials for the page's origin, `USER:PASS` (never printed).
+    #[arg(long, value_name = "USER:PASS", value_parser = parse_basic_auth)]
+    pub basic_auth: Option<BasicAuth>,
+    /// Send this cookie (`name=value`) to the page's origin; repeatable.
+    #[arg(long = "cookie", value_name = "NAME=VALUE", value_parser = parse_cookie)]
+    pub cookies: Vec<String>,
+    /// Accept any TLS certificate (self-signed staging, an ingress addressed by IP).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Resolve HOST:PORT to ADDR instead of through DNS, keeping the URL's host (to aim at one
+    /// ingress or zone, as curl's --resolve); repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, u16, std::net::IpAddr)>,
+    /// Browser mode: cookies and localStorage to start every page with, from Playwright's
+    /// `storageState` JSON (for apps behind a login).
+    #[arg(long, value_name = "FILE")]
+    pub storage_state: Option<PathBuf>,
     /// The store the site's assets come from: match pages to releases and fetch every asset of
     /// the page's release, lazy chunks included. Only read.
     #[arg(long, value_name = "URL")]
@@ -140,7 +165,7 @@ pub enum ProbeMode {
 #[derive(Debug, Args, Clone, Default)]
 pub struct S3Args {
     /// S3: a custom endpoint (MinIO, Garage, R2, SeaweedFS); AWS_ENDPOINT_URL works too.
-    #[arg(long, value_name = "URL", help_heading = "S3")]
+    #[arg(long, value_name = "URL", help_heading = "S3", value_parser = parse_endpoint)]
     pub endpoint_url: Option<String>,
     /// S3: the region (default: AWS_REGION, the profile, else us-east-1).
     #[arg(long, value_name = "REGION", help_heading = "S3")]
@@ -182,6 +207,9 @@ pub struct ManifestArgs {
     pub release: Option<ReleaseId>,
     #[command(flatten)]
     pub classify: ClassifyArgs,
+    /// Also list every file: path, class, cache-control, content type, size (on stderr).
+    #[arg(long)]
+    pub files: bool,
     /// Print the manifest as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -246,9 +274,13 @@ pub struct PublishArgs {
     /// Refuse, before writing anything, to replace a mutable file that a kept release serves.
     #[arg(long)]
     pub strict: bool,
-    /// Show what would be uploaded; write nothing.
+    /// Show what would be uploaded; write nothing (works on a store that does not exist yet).
     #[arg(long)]
     pub dry_run: bool,
+    /// The release exists but `verify` found files missing or corrupt: read every stored file
+    /// of it, upload again what is missing or differs, and check it again.
+    #[arg(long)]
+    pub repair: bool,
     /// Uploads in flight at once.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: u16,
@@ -323,6 +355,10 @@ pub struct VerifyArgs {
     /// Objects read at once.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: u16,
+    /// Pass on a store with no releases (without it, an empty store fails: a mistyped prefix
+    /// must not look verified).
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -340,6 +376,107 @@ fn parse_percent(s: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
         _ => Err(format!("`{s}` is not a percentage from 0 to 100")),
     }
+}
+
+/// A page URL and whether `http://` was added to it.
+#[derive(Clone, Debug)]
+pub struct PageUrl {
+    /// The URL.
+    pub url: url::Url,
+    /// Whether the user gave no scheme and `http://` was assumed.
+    pub assumed_http: bool,
+}
+
+fn parse_page_url(s: &str) -> Result<PageUrl, String> {
+    let (text, assumed_http) = if s.contains("://") { (s.to_string(), false) } else { (format!("http://{s}"), true) };
+    let url = url::Url::parse(&text).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{s}` is not an http or https URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{s}` has no host"));
+    }
+    Ok(PageUrl { url, assumed_http })
+}
+
+fn parse_origin(s: &str) -> Result<String, String> {
+    if s == "*" {
+        return Ok(s.into());
+    }
+    let url = url::Url::parse(s).map_err(|_| format!("`{s}` is not an origin: give scheme and host, e.g. https://cdn.example.com, or '*'"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || url.path() != "/" || url.query().is_some() {
+        return Err(format!("`{s}` is not an origin: give only scheme, host and port, e.g. https://cdn.example.com"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once(':').ok_or_else(|| format!("`{s}` is not a header: write `Name: value`"))?;
+    let (name, value) = (name.trim(), value.trim());
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)) {
+        return Err(format!("`{name}` is not a header name"));
+    }
+    if value.bytes().any(|b| b.is_ascii_control()) {
+        return Err(format!("the value of header `{name}` holds a control character"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// Basic credentials; their `Debug` hides the password.
+#[derive(Clone)]
+pub struct BasicAuth {
+    /// The user.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BasicAuth({}:***)", self.user)
+    }
+}
+
+fn parse_basic_auth(s: &str) -> Result<BasicAuth, String> {
+    match s.split_once(':') {
+        Some((user, password)) if !user.is_empty() => Ok(BasicAuth { user: user.into(), password: password.into() }),
+        _ => Err("give the credentials as USER:PASS".into()),
+    }
+}
+
+fn parse_cookie(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((name, _)) if !name.trim().is_empty() && !s.contains(';') => Ok(s.trim().to_string()),
+        _ => Err(format!("`{s}` is not a cookie: write name=value (one per --cookie)")),
+    }
+}
+
+fn parse_resolve(s: &str) -> Result<(String, u16, std::net::IpAddr), String> {
+    let bad = || format!("`{s}` is not HOST:PORT:ADDR (e.g. web.example:443:10.0.0.7, or [::1] for IPv6)");
+    let (host, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (port, addr) = rest.split_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let addr: std::net::IpAddr = addr.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port, addr))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("`{s}` must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn parse_endpoint(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|_| format!("`{s}` is not an endpoint URL: give scheme and host, e.g. http://127.0.0.1:9000"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{s}` is not an http or https endpoint URL"));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {

@@ -1,12 +1,13 @@
 //! The `deskew` command line: parses arguments, wires the `deskew-core` engines to a store and
 //! a printer, and maps outcomes to exit codes. No deployment logic lives here.
 //!
-//! Exit codes: 0 success; 1 the check ran and failed (`verify` found missing or corrupt files);
-//! 2 usage, configuration, store or I/O error.
+//! Exit codes are the same for every command: see [`exit`].
 
 mod args;
 mod commands;
+mod exit;
 mod printer;
+mod signals;
 mod stores;
 
 use std::process::ExitCode;
@@ -16,14 +17,7 @@ use clap::Parser;
 use args::Cli;
 use printer::Printer;
 
-/// How a command ended, for the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Exit 0.
-    Ok,
-    /// Exit 1: the check ran and found a problem.
-    CheckFailed,
-}
+pub use exit::Status;
 
 /// Runs deskew with the process's arguments and returns its exit code.
 pub fn run() -> ExitCode {
@@ -44,15 +38,23 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(commands::dispatch(cli.command, &printer)) {
-        Ok(Status::Ok) => ExitCode::SUCCESS,
-        Ok(Status::CheckFailed) => ExitCode::from(1),
-        Err(e) if printer::is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            printer.error(&e);
-            ExitCode::from(2)
+    runtime.block_on(async {
+        let signals = match signals::Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                printer.error(&anyhow::Error::new(e).context("failed to listen for signals"));
+                return ExitCode::from(exit::USAGE);
+            }
+        };
+        match commands::dispatch(cli.command, &printer, &signals).await {
+            Ok(status) => ExitCode::from(status.code()),
+            Err(e) if printer::is_broken_pipe(&e) => ExitCode::SUCCESS,
+            Err(e) => {
+                printer.error(&e);
+                ExitCode::from(exit::code_for(&e, signals.received()))
+            }
         }
-    }
+    })
 }
 
 fn init_logging(global: &args::GlobalArgs) {

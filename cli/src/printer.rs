@@ -31,6 +31,13 @@ pub struct Printer {
 }
 
 impl Printer {
+    /// Whether progress goes out as periodic lines (not a terminal, not quiet): CI logs.
+    pub fn progress_lines(&self) -> bool {
+        !self.quiet && !self.bars
+    }
+}
+
+impl Printer {
     /// A printer for the global options.
     pub fn new(global: &GlobalArgs) -> Printer {
         Printer { quiet: global.quiet, bars: !global.quiet && global.verbose == 0 && std::io::stderr().is_terminal() }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::cancel::{Cancel, Cancelled};
 use crate::catalog::{Catalog, CatalogError};
 use crate::gc_plan::{self, GcPlan, PlanInput};
 use crate::heartbeat::{self, FoundHeartbeat};
@@ -26,7 +27,7 @@ use crate::layout;
 use crate::lease::{Lease, LeaseConfig, LeaseError, Purpose};
 use crate::marker::{self, MarkerError};
 use crate::progress::Progress;
-use crate::release::{ReleaseId, ReleaseRecord, ReleaseState};
+use crate::release::{ReleaseRecord, ReleaseState};
 use crate::retention::{Policy, RetentionError};
 use crate::store::{Body, ListingProblem, ObjectMeta, PutOptions, Store, StoreError};
 
@@ -50,6 +51,8 @@ pub struct GcOptions {
     pub lease_poll: Duration,
     /// Objects per delete request.
     pub batch: usize,
+    /// Stops the gc between writes when cancelled.
+    pub cancel: Cancel,
     /// Safety steps to skip: for the simulation's self-test only.
     #[doc(hidden)]
     pub faults: crate::faults::Faults,
@@ -65,6 +68,7 @@ impl Default for GcOptions {
             lease_wait: Duration::from_secs(300),
             lease_poll: crate::lease::POLL,
             batch: BATCH,
+            cancel: Cancel::new(),
             faults: crate::faults::Faults::default(),
         }
     }
@@ -124,6 +128,9 @@ pub enum GcError {
     /// The lease could not be taken or kept.
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// Stopped on request (a signal) between writes.
+    #[error(transparent)]
+    Interrupted(#[from] Cancelled),
     /// A listing, read or write failed.
     #[error(transparent)]
     Store(StoreError),
@@ -216,6 +223,16 @@ fn make_plan(snap: &Snapshot, opts: &GcOptions, host: &dyn Host, cfg: LeaseConfi
     Ok(plan)
 }
 
+/// What the locked phases share.
+struct Locked<'a> {
+    store: &'a dyn Store,
+    host: &'a dyn Host,
+    lease: &'a mut Lease,
+    progress: &'a dyn Progress,
+    cancel: &'a Cancel,
+    report: GcReport,
+}
+
 async fn run_locked(
     store: &dyn Store,
     host: &dyn Host,
@@ -226,52 +243,76 @@ async fn run_locked(
 ) -> Result<GcReport, GcError> {
     let snap = lease.keep_alive(store, host, snapshot(store, host)).await?;
     let plan = make_plan(&snap, opts, host, cfg)?;
-    let mut report = GcReport { plan, dry_run: false, deleted: 0, deleted_bytes: 0, spared: Vec::new() };
+    let report = GcReport { plan, dry_run: false, deleted: 0, deleted_bytes: 0, spared: Vec::new() };
+    let mut run = Locked { store, host, lease, progress, cancel: &opts.cancel, report };
     if !opts.faults.no_tombstones {
-        mark_dropping(store, host, lease, &snap.records, &report.plan.tombstones).await?;
+        run.mark_dropping(&snap.records).await?;
     }
     let seen: HashSet<Key> = snap.records.iter().map(|r| layout::record_key(&r.release)).collect();
-    let files = report.plan.files.clone();
+    let files = run.report.plan.files.clone();
     for batch in files.chunks(opts.batch.max(1)) {
         let protected = new_records_files(store, &seen).await?;
-        let (keys, sizes): (Vec<Key>, Vec<u64>) = batch
-            .iter()
-            .filter(|d| {
-                let spare = protected.contains(&d.key);
-                if spare {
-                    report.spared.push(d.key.clone());
-                }
-                !spare
-            })
-            .map(|d| (d.key.clone(), d.size))
-            .unzip();
-        delete_guarded(store, host, lease, &keys, &sizes, &mut report, progress).await?;
+        let (spared, doomed): (Vec<_>, Vec<_>) = batch.iter().partition(|d| protected.contains(&d.key));
+        run.report.spared.extend(spared.into_iter().map(|d| d.key.clone()));
+        let keys: Vec<(Key, u64)> = doomed.into_iter().map(|d| (d.key.clone(), d.size)).collect();
+        run.delete(&keys).await?;
     }
-    let records = report.plan.records.clone();
-    delete_guarded(store, host, lease, &records, &vec![0; records.len()], &mut report, progress).await?;
-    let heartbeats = report.plan.heartbeats.clone();
-    delete_guarded(store, host, lease, &heartbeats, &vec![0; heartbeats.len()], &mut report, progress).await?;
-    Ok(report)
+    let records: Vec<(Key, u64)> = run.report.plan.records.iter().map(|k| (k.clone(), 0)).collect();
+    run.delete(&records).await?;
+    let heartbeats: Vec<(Key, u64)> = run.report.plan.heartbeats.iter().map(|k| (k.clone(), 0)).collect();
+    run.delete(&heartbeats).await?;
+    Ok(run.report)
 }
 
-/// Phase 1: every dropped release's record says `dropping` before any of its files goes.
-async fn mark_dropping(
-    store: &dyn Store,
-    host: &dyn Host,
-    lease: &mut Lease,
-    records: &[ReleaseRecord],
-    ids: &[ReleaseId],
-) -> Result<(), GcError> {
-    for id in ids {
-        let Some(r) = records.iter().find(|r| &r.release == id) else { continue };
-        let mut tomb = r.clone();
-        tomb.state = ReleaseState::Dropping;
-        tomb.dropping_since = Some(host.now());
-        lease.ensure(store, host).await?;
-        let put = PutOptions { content_type: Some("application/json".into()), guard: Some(lease.guard(host)), ..PutOptions::default() };
-        store.put(&layout::record_key(id), Body::Bytes(Bytes::from(tomb.to_json())), &put).await?;
+impl Locked<'_> {
+    /// Phase 1: every dropped release's record says `dropping` before any of its files goes.
+    async fn mark_dropping(&mut self, records: &[ReleaseRecord]) -> Result<(), GcError> {
+        for id in self.report.plan.tombstones.clone() {
+            self.cancel.check()?;
+            let Some(r) = records.iter().find(|r| r.release == id) else { continue };
+            let mut tomb = r.clone();
+            tomb.state = ReleaseState::Dropping;
+            tomb.dropping_since = Some(self.host.now());
+            self.lease.ensure(self.store, self.host).await?;
+            let put = PutOptions { content_type: Some("application/json".into()), guard: Some(self.lease.guard(self.host)), ..PutOptions::default() };
+            self.store.put(&layout::record_key(&id), Body::Bytes(Bytes::from(tomb.to_json())), &put).await?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Deletes `keys` (with their sizes), one request at a time, each after a lease check and
+    /// under its guard.
+    async fn delete(&mut self, keys: &[(Key, u64)]) -> Result<(), GcError> {
+        let mut failed = 0;
+        let mut first = None;
+        for chunk in keys.chunks(self.store.max_delete_batch().max(1)) {
+            // Stop between requests: what was deleted is counted, records stay for the next gc.
+            self.cancel.check()?;
+            self.lease.ensure(self.store, self.host).await?;
+            let ks: Vec<Key> = chunk.iter().map(|(k, _)| k.clone()).collect();
+            let results = self.store.delete_many(&ks, Some(&self.lease.guard(self.host))).await;
+            let mut done = 0;
+            for (r, (_, size)) in results.into_iter().zip(chunk) {
+                match r {
+                    Ok(()) => {
+                        done += 1;
+                        self.report.deleted += 1;
+                        self.report.deleted_bytes += size;
+                    }
+                    Err(StoreError::GuardFailed { store, .. }) => return Err(GcError::Lease(LeaseError::Lost { store, by: None })),
+                    Err(e) => {
+                        failed += 1;
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+            self.progress.deleted(done);
+        }
+        match first {
+            None => Ok(()),
+            Some(first) => Err(GcError::Deletes { store: self.store.url().into(), failed, attempted: keys.len(), first }),
+        }
+    }
 }
 
 /// Files referenced by records that appeared since the plan was made.
@@ -287,51 +328,8 @@ async fn new_records_files(store: &dyn Store, seen: &HashSet<Key>) -> Result<Has
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e.into()),
         };
-        let record = ReleaseRecord::parse(&obj.key, &bytes)
-            .map_err(|e| GcError::Catalog { store: store.url().into(), source: e.into() })?;
+        let record = ReleaseRecord::parse(&obj.key, &bytes).map_err(|e| GcError::Catalog { store: store.url().into(), source: e.into() })?;
         out.extend(record.stored_files().map(|(k, _)| k));
     }
     Ok(out)
-}
-
-async fn delete_guarded(
-    store: &dyn Store,
-    host: &dyn Host,
-    lease: &mut Lease,
-    keys: &[Key],
-    sizes: &[u64],
-    report: &mut GcReport,
-    progress: &dyn Progress,
-) -> Result<(), GcError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let mut results = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(store.max_delete_batch().max(1)) {
-        lease.ensure(store, host).await?;
-        results.extend(store.delete_many(chunk, Some(&lease.guard(host))).await);
-    }
-    if let Some(e) = results.iter().find_map(|r| r.as_ref().err().filter(|e| matches!(e, StoreError::GuardFailed { .. }))) {
-        let _ = e;
-        return Err(GcError::Lease(LeaseError::Lost { store: store.url().into(), by: None }));
-    }
-    let mut failed = 0;
-    let mut first = None;
-    for (r, size) in results.into_iter().zip(sizes) {
-        match r {
-            Ok(()) => {
-                report.deleted += 1;
-                report.deleted_bytes += size;
-            }
-            Err(e) => {
-                failed += 1;
-                first.get_or_insert(e);
-            }
-        }
-    }
-    progress.deleted(keys.len() as u64 - failed as u64);
-    match first {
-        None => Ok(()),
-        Some(first) => Err(GcError::Deletes { store: store.url().into(), failed, attempted: keys.len(), first }),
-    }
 }

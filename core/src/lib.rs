@@ -5,6 +5,7 @@
 //! to the network (S3) implement [`store::Store`] in their own crates; the publish, GC and verify
 //! engines here only ever see that trait.
 
+pub mod cancel;
 pub mod catalog;
 pub mod classify;
 pub mod digest;

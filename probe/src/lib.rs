@@ -11,15 +11,23 @@
 //! release records, to tell which release a page came from and whom a missing asset belonged to.
 
 pub mod browser;
+pub mod deploy;
 pub mod extract;
 pub mod load;
+pub mod loader;
 pub mod releases;
 pub mod report;
 pub mod run;
+pub mod sample;
+pub mod tls;
+pub mod traffic;
 
-pub use load::{Cause, Failure, LoadSample, Loader, LoaderOptions};
+pub use deploy::Until;
+pub use load::{AllowOrigins, HttpLoader, LoaderOptions};
 pub use report::Report;
-pub use run::{Mode, Probe, ProbeOptions, Traffic, Until};
+pub use run::{Mode, ProbeOptions, run};
+pub use sample::{Cause, Failure, LoadSample};
+pub use traffic::Traffic;
 
 /// Why a probe could not run (as opposed to loads that failed, which are results).
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +47,21 @@ pub enum ProbeError {
         url: String,
         /// Why.
         why: String,
+        /// Whether the network failed (no answer, a timeout), rather than the page answering
+        /// with something that is not a page (a status, not HTML): I/O, not a wrong URL.
+        network: bool,
     },
     /// The HTTP client could not be built.
     #[error("failed to set up the HTTP client")]
     Client(#[source] reqwest::Error),
+    /// The deploy command does not exist (checked before any traffic).
+    #[error("the deploy command `{command}` cannot be run: {hint}")]
+    CommandNotFound {
+        /// The program.
+        command: String,
+        /// What to do about it.
+        hint: String,
+    },
     /// The deploy command could not be started.
     #[error("failed to start the deploy command `{command}`")]
     Command {

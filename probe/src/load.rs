@@ -1,132 +1,30 @@
-//! One page load: the page, then every resource it needs, each on the load's own connections.
+//! HTTP mode: one page load is the page, then every resource it needs, each on the load's own
+//! connections, with the headers, credentials, cookies and address overrides the user gave.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde::Serialize;
+use tokio::sync::RwLock;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use deskew_core::ReleaseId;
-use tokio::sync::RwLock;
-
 use crate::extract::{self, Kind};
-use crate::releases::{Owner, ReleaseIndex};
+use crate::releases::ReleaseIndex;
+use crate::sample::{Cause, Failure, LoadSample};
 
-/// Why one request of a load failed.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Cause {
-    /// The server answered with an error status.
-    Status {
-        /// The status code.
-        status: u16,
-    },
-    /// No answer: connection refused or reset, DNS, TLS.
-    Network {
-        /// What the client said.
-        message: String,
-    },
-    /// No complete answer in time.
-    Timeout,
-    /// The body ended before its announced length.
-    Truncated {
-        /// What the client said.
-        message: String,
-    },
-    /// The page is not HTML.
-    NotHtml {
-        /// Its content type.
-        content_type: String,
-    },
-    /// Redirects went round in a loop or too deep.
-    Redirects {
-        /// What the client said.
-        message: String,
-    },
-    /// An asset answered with HTML: a server's SPA fallback (`try_files $uri /index.html`)
-    /// covering for a missing file. Browsers refuse it (a module script must be JavaScript).
-    HtmlFallback {
-        /// The content type received.
-        content_type: String,
-    },
-    /// Browser mode: an uncaught exception.
-    Exception {
-        /// Its message.
-        message: String,
-    },
-    /// Browser mode: an error written to the console (by the page or by the browser).
-    Console {
-        /// Its text.
-        message: String,
-    },
-    /// Browser mode: the browser crashed during the load (it is restarted).
-    BrowserCrash,
-    /// A script or stylesheet with a content type browsers refuse for it.
-    WrongType {
-        /// What was expected (`javascript`, `text/css`).
-        expected: String,
-        /// The content type received.
-        content_type: String,
-    },
-}
-
-impl std::fmt::Display for Cause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Cause::Status { status } => write!(f, "HTTP {status}"),
-            Cause::Network { message } => write!(f, "network error: {message}"),
-            Cause::Timeout => write!(f, "timeout"),
-            Cause::Truncated { message } => write!(f, "truncated body: {message}"),
-            Cause::NotHtml { content_type } => write!(f, "not HTML ({content_type})"),
-            Cause::Redirects { message } => write!(f, "redirects: {message}"),
-            Cause::HtmlFallback { content_type } => write!(f, "HTML instead of the asset ({content_type}): a fallback answered for a missing file"),
-            Cause::Exception { message } => write!(f, "uncaught exception: {message}"),
-            Cause::Console { message } => write!(f, "console error: {message}"),
-            Cause::BrowserCrash => write!(f, "the browser crashed"),
-            Cause::WrongType { expected, content_type } => write!(f, "wrong content type {content_type} (expected {expected})"),
-        }
-    }
-}
-
-/// One failed request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// The URL.
-    pub url: String,
-    /// Why.
-    pub cause: Cause,
-    /// With a store: whom the missing asset belongs to, when it failed.
-    pub owner: Option<Owner>,
-}
-
-/// The outcome of one load.
-#[derive(Clone, Debug, Default)]
-pub struct LoadSample {
-    /// When it started, since the probe started.
-    pub started: Duration,
-    /// How long it took.
-    pub duration: Duration,
-    /// Requests made (page included).
-    pub requests: usize,
-    /// Failed requests; empty for a successful load.
-    pub failures: Vec<Failure>,
-    /// sha256 of the page body, to match it to a release.
-    pub page_sha256: Option<String>,
-    /// With a store: the release the page came from.
-    pub release: Option<ReleaseId>,
-    /// Requests retried once because the connection closed before any answer (a stale
-    /// keep-alive connection; browsers retry these too).
-    pub retried: usize,
-}
-
-impl LoadSample {
-    /// Whether every request succeeded.
-    pub fn ok(&self) -> bool {
-        self.failures.is_empty()
-    }
+/// Which origins besides the page's have their resources fetched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AllowOrigins {
+    /// Only the page's own.
+    #[default]
+    None,
+    /// These (serialised origins: `https://cdn.example.com`).
+    Listed(Vec<String>),
+    /// Every origin (`--allow-origin '*'`).
+    Any,
 }
 
 /// How loads are made.
@@ -137,10 +35,20 @@ pub struct LoaderOptions {
     /// Requests in flight at once per load (browsers use 6 per origin).
     pub per_load_connections: usize,
     /// Origins besides the page's whose resources are fetched too.
-    pub allow_origins: Vec<String>,
+    pub allow_origins: AllowOrigins,
     /// With a store: release records, to fetch every asset of the page's release and to say
     /// whom a missing asset belongs to.
     pub releases: Option<Arc<RwLock<ReleaseIndex>>>,
+    /// Extra request headers (`-H`), sent with every request.
+    pub headers: Vec<(String, String)>,
+    /// HTTP basic credentials, sent with every request to the page's origin.
+    pub basic_auth: Option<(String, String)>,
+    /// Cookies (`name=value`), sent with every request to the page's origin.
+    pub cookies: Vec<String>,
+    /// Accept any TLS certificate.
+    pub insecure: bool,
+    /// Host names resolved to these addresses instead of through DNS (`--resolve`).
+    pub resolve: Vec<(String, SocketAddr)>,
 }
 
 impl Default for LoaderOptions {
@@ -148,41 +56,50 @@ impl Default for LoaderOptions {
         LoaderOptions {
             timeout: Duration::from_secs(10),
             per_load_connections: 6,
-            allow_origins: Vec::new(),
+            allow_origins: AllowOrigins::None,
             releases: None,
+            headers: Vec::new(),
+            basic_auth: None,
+            cookies: Vec::new(),
+            insecure: false,
+            resolve: Vec::new(),
         }
     }
 }
 
-/// Makes loads of one page.
+/// Makes HTTP loads of one page.
 #[derive(Clone)]
-pub struct Loader {
+pub struct HttpLoader {
     url: Url,
     opts: LoaderOptions,
     tls: Arc<rustls::ClientConfig>,
+    /// When the probe started: failure times are measured from it.
+    epoch: Instant,
 }
 
-fn tls_config() -> rustls::ClientConfig {
+fn tls_config(insecure: bool) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
+    if insecure {
+        return builder.dangerous().with_custom_certificate_verifier(Arc::new(crate::tls::AcceptAny(provider))).with_no_client_auth();
+    }
     let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
+    for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+    builder.with_root_certificates(roots).with_no_client_auth()
 }
 
-impl Loader {
-    /// A loader for `url`.
-    pub fn new(url: &str, opts: LoaderOptions) -> Result<Loader, crate::ProbeError> {
-        let parsed = Url::parse(url).map_err(|e| crate::ProbeError::Url { url: url.into(), why: e.to_string() })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(crate::ProbeError::Url { url: url.into(), why: "only http and https URLs can be probed".into() });
+impl HttpLoader {
+    /// A loader for `url`; failure times count from `epoch`.
+    pub fn new(url: &Url, opts: LoaderOptions, epoch: Instant) -> Result<HttpLoader, crate::ProbeError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(crate::ProbeError::Url { url: url.to_string(), why: "only http and https URLs can be probed".into() });
         }
-        Ok(Loader { url: parsed, opts, tls: Arc::new(tls_config()) })
+        let tls = Arc::new(tls_config(opts.insecure));
+        Ok(HttpLoader { url: url.clone(), opts, tls, epoch })
     }
 
     /// The page URL.
@@ -192,26 +109,61 @@ impl Loader {
 
     /// A client with its own connection pool, as a new browser tab has.
     fn client(&self) -> Result<reqwest::Client, reqwest::Error> {
-        reqwest::Client::builder()
+        let mut b = reqwest::Client::builder()
             .tls_backend_preconfigured((*self.tls).clone())
             .timeout(self.opts.timeout)
             .connect_timeout(self.opts.timeout)
             .pool_max_idle_per_host(self.opts.per_load_connections)
             .redirect(reqwest::redirect::Policy::limited(10))
-            .user_agent(concat!("deskew-probe/", env!("CARGO_PKG_VERSION")))
-            .build()
+            .user_agent(concat!("deskew-probe/", env!("CARGO_PKG_VERSION")));
+        for (host, addr) in &self.opts.resolve {
+            b = b.resolve(host, *addr);
+        }
+        b.build()
     }
 
     fn allowed(&self, u: &Url) -> bool {
         let origin = u.origin().ascii_serialization();
-        u.origin() == self.url.origin() || self.opts.allow_origins.iter().any(|o| o.trim_end_matches('/') == origin)
+        u.origin() == self.url.origin()
+            || match &self.opts.allow_origins {
+                AllowOrigins::None => false,
+                AllowOrigins::Any => true,
+                AllowOrigins::Listed(list) => list.iter().any(|o| *o == origin),
+            }
+    }
+
+    /// Headers for a request to `u`: the user's, plus credentials and cookies for the page's
+    /// own origin only (never leaked to a CDN).
+    fn headers_for(&self, u: &Url) -> reqwest::header::HeaderMap {
+        use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+        let mut h = HeaderMap::new();
+        for (k, v) in &self.opts.headers {
+            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+                h.append(k, v);
+            }
+        }
+        if u.origin() == self.url.origin() {
+            if let Some((user, pass)) = &self.opts.basic_auth {
+                let token = crate::tls::base64(format!("{user}:{pass}").as_bytes());
+                if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {token}")) {
+                    v.set_sensitive(true);
+                    h.insert(reqwest::header::AUTHORIZATION, v);
+                }
+            }
+            if !self.opts.cookies.is_empty() {
+                if let Ok(v) = HeaderValue::from_str(&self.opts.cookies.join("; ")) {
+                    h.insert(reqwest::header::COOKIE, v);
+                }
+            }
+        }
+        h
     }
 
     /// Fetches the page alone (no resources) and returns (how many resources it references,
     /// its sha256), or why it cannot be loaded at all.
     pub async fn preflight(&self) -> Result<(usize, String), Cause> {
         let client = self.client().map_err(|e| Cause::Network { message: deskew_core::error_chain(&e) })?;
-        let page = fetch(&client, &|| self.client(), &self.url, true, Kind::Other, &std::sync::atomic::AtomicUsize::new(0)).await?;
+        let page = fetch(&client, &|| self.client(), &self.url, self.headers_for(&self.url), true, Kind::Other, &std::sync::atomic::AtomicUsize::new(0)).await?;
         let (_, refs) = extract::html::references(&String::from_utf8_lossy(&page.body));
         Ok((refs.len(), deskew_core::manifest::sha256_hex(&page.body)))
     }
@@ -223,17 +175,18 @@ impl Loader {
         let client = match self.client() {
             Ok(c) => c,
             Err(e) => {
-                sample.failures.push(Failure { url: self.url.to_string(), cause: Cause::Network { message: deskew_core::error_chain(&e) }, owner: None });
+                let cause = Cause::Network { message: deskew_core::error_chain(&e) };
+                sample.failures.push(Failure { url: self.url.to_string(), cause, owner: None, at: self.epoch.elapsed() });
                 return sample;
             }
         };
         sample.requests += 1;
         let retried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let fresh = || self.client();
-        let page = match fetch(&client, &fresh, &self.url, true, Kind::Other, &retried).await {
+        let page = match fetch(&client, &fresh, &self.url, self.headers_for(&self.url), true, Kind::Other, &retried).await {
             Ok(f) => f,
             Err(cause) => {
-                sample.failures.push(Failure { url: self.url.to_string(), cause, owner: None });
+                sample.failures.push(Failure { url: self.url.to_string(), cause, owner: None, at: self.epoch.elapsed() });
                 sample.duration = t0.elapsed();
                 return sample;
             }
@@ -246,11 +199,17 @@ impl Loader {
         let mut seen: HashSet<Url> = HashSet::new();
         seen.insert(page.url.clone());
         let mut queue: Vec<(Url, Kind)> = Vec::new();
-        let enqueue = |u: Url, kind: Kind, seen: &mut HashSet<Url>, queue: &mut Vec<(Url, Kind)>| {
+        let mut skipped = std::collections::BTreeMap::new();
+        let mut enqueue = |u: Url, kind: Kind, seen: &mut HashSet<Url>, queue: &mut Vec<(Url, Kind)>| {
             let mut u = u;
             u.set_fragment(None);
-            if self.allowed(&u) && seen.insert(u.clone()) {
+            if !matches!(u.scheme(), "http" | "https") || !seen.insert(u.clone()) {
+                return;
+            }
+            if self.allowed(&u) {
                 queue.push((u, kind));
+            } else {
+                *skipped.entry(u.origin().ascii_serialization()).or_insert(0usize) += 1;
             }
         };
         for r in refs {
@@ -281,9 +240,10 @@ impl Loader {
                 let limit = limit.clone();
                 let retried = retried.clone();
                 let fresh = &fresh;
+                let headers = self.headers_for(&u);
                 in_flight.push(async move {
                     let _permit = limit.acquire_owned().await.expect("semaphore open");
-                    let r = fetch(&client, fresh, &u, false, kind, &retried).await;
+                    let r = fetch(&client, fresh, &u, headers, false, kind, &retried).await;
                     (u, kind, r)
                 });
             }
@@ -298,7 +258,7 @@ impl Loader {
                         }
                         None => None,
                     };
-                    sample.failures.push(Failure { url: u.to_string(), cause, owner });
+                    sample.failures.push(Failure { url: u.to_string(), cause, owner, at: self.epoch.elapsed() });
                 }
                 Ok(fetched) => {
                     let kind = if kind == Kind::Other { extract::kind_of_path(u.path()) } else { kind };
@@ -319,6 +279,7 @@ impl Loader {
         }
         sample.duration = t0.elapsed();
         sample.retried = retried.load(std::sync::atomic::Ordering::Relaxed);
+        sample.skipped = skipped;
         sample
     }
 }
@@ -348,12 +309,14 @@ async fn fetch(
     client: &reqwest::Client,
     fresh: &(dyn Fn() -> Result<reqwest::Client, reqwest::Error> + Sync),
     url: &Url,
+    headers: reqwest::header::HeaderMap,
     page: bool,
     kind: Kind,
     retried: &std::sync::atomic::AtomicUsize,
 ) -> Result<Fetched, Cause> {
     let send = |c: &reqwest::Client| {
         c.get(url.clone())
+            .headers(headers.clone())
             .header("cache-control", "no-cache")
             .header("pragma", "no-cache")
             .header("accept", if page { "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8" } else { "*/*" })

@@ -8,9 +8,12 @@ use deskew_core::ReleaseId;
 use deskew_core::time::Timestamp;
 use serde::Serialize;
 
-use crate::load::Cause;
+use crate::browser::run::BrowserStats;
+use crate::deploy::CommandRecord;
 use crate::releases::Owner;
-use crate::run::{CommandRecord, RunResult, Traffic};
+use crate::run::RunResult;
+use crate::sample::Cause;
+use crate::traffic::Traffic;
 
 /// Report format version.
 pub const REPORT_VERSION: u32 = 1;
@@ -152,7 +155,18 @@ pub struct Report {
     /// Notes that are not failures.
     pub warnings: Vec<String>,
     /// Browser mode: version, restarts, memory.
-    pub browser: Option<crate::run::BrowserStats>,
+    pub browser: Option<BrowserStats>,
+    /// Resources on origins that were not checked (`--allow-origin` adds them), most first.
+    pub skipped_origins: Vec<SkippedOrigin>,
+}
+
+/// Resources on one origin the probe did not fetch.
+#[derive(Clone, Debug, Serialize)]
+pub struct SkippedOrigin {
+    /// The origin (`https://cdn.example.com`).
+    pub origin: String,
+    /// Resource references to it, over all loads.
+    pub resources: u64,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -175,11 +189,17 @@ impl Report {
         let mut timeline: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         let mut releases: BTreeMap<ReleaseId, u64> = BTreeMap::new();
         let mut requests = Requests { total: 0, failed: 0, retried: 0 };
+        let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
         for s in &run.samples {
-            let at = s.started.as_millis() as u64;
-            let slot = timeline.entry(at / 1000).or_default();
-            slot.0 += 1;
-            slot.1 += u64::from(!s.ok());
+            // A load counts in the second it started; a failed one is marked in the second its
+            // first request failed, as a server's log would show it.
+            timeline.entry(s.started.as_secs()).or_default().0 += 1;
+            if !s.ok() {
+                timeline.entry(s.failed_at().as_secs()).or_default().1 += 1;
+            }
+            for (origin, n) in &s.skipped {
+                *skipped.entry(origin.clone()).or_default() += *n as u64;
+            }
             requests.total += s.requests as u64;
             requests.failed += s.failures.len() as u64;
             requests.retried += s.retried as u64;
@@ -187,6 +207,7 @@ impl Report {
                 *releases.entry(r.clone()).or_default() += 1;
             }
             for f in &s.failures {
+                let at = f.at.as_millis() as u64;
                 let g = groups.entry((f.url.clone(), f.cause.clone())).or_insert_with(|| FailureGroup {
                     url: f.url.clone(),
                     cause: f.cause.clone(),
@@ -221,6 +242,18 @@ impl Report {
         for g in &mut failures {
             g.releases.sort();
         }
+        let mut skipped_origins: Vec<SkippedOrigin> = skipped.into_iter().map(|(origin, resources)| SkippedOrigin { origin, resources }).collect();
+        skipped_origins.sort_by(|a, b| b.resources.cmp(&a.resources).then_with(|| a.origin.cmp(&b.origin)));
+        let mut warnings = run.warnings.clone();
+        if !skipped_origins.is_empty() {
+            let list: Vec<String> = skipped_origins.iter().take(5).map(|o| format!("{} ({})", o.origin, o.resources)).collect();
+            warnings.push(format!(
+                "resources on {} other origin(s) were not checked: {}{}; add --allow-origin ORIGIN (or '*') to check them",
+                skipped_origins.len(),
+                list.join(", "),
+                if skipped_origins.len() > 5 { ", …" } else { "" }
+            ));
+        }
         let traffic = match &run.traffic {
             Traffic::Closed { concurrency } => TrafficReport { model: "closed", concurrency: Some(*concurrency), rate: None },
             Traffic::Open { rate, .. } => TrafficReport { model: "open", concurrency: None, rate: Some(*rate) },
@@ -248,8 +281,9 @@ impl Report {
             timeline,
             releases_seen: releases.into_iter().map(|(release, loads)| ReleaseSeen { release, loads }).collect(),
             dropped_starts: run.dropped_starts as u64,
-            warnings: run.warnings.clone(),
+            warnings,
             browser: run.browser.clone(),
+            skipped_origins,
         }
     }
 
@@ -260,39 +294,44 @@ impl Report {
         s
     }
 
-    /// JUnit XML: one test case per failure group (or one passing case), so CI systems list
-    /// each failed URL with its reason.
+    /// JUnit XML with names that stay the same from run to run, so CI keeps a history per test:
+    /// one case for the page (`page <url>`, failed when the SLO was missed) and one per failure
+    /// group (`<cause kind> <url>`); counts and times go in properties and the failure text.
     pub fn to_junit(&self) -> String {
         let secs = self.duration_ms as f64 / 1000.0;
+        let prop = |k: &str, v: &dyn std::fmt::Display| format!("        <property name=\"{k}\" value=\"{}\"/>\n", xml(&v.to_string()));
         let mut cases = String::new();
-        if self.failures.is_empty() {
-            cases.push_str(&format!(
-                "    <testcase classname=\"deskew.probe\" name=\"{} loads of {} succeeded\" time=\"{secs:.3}\"/>\n",
-                self.loads.total,
-                xml(&self.url)
-            ));
-        }
+        let page_props = [prop("loads", &self.loads.total), prop("failed", &self.loads.failed), prop("success_percent", &format!("{:.3}", self.loads.success_percent)), prop("slo_percent", &self.slo.target_percent)].concat();
+        let page_failure = if self.slo.met {
+            String::new()
+        } else {
+            format!(
+                "      <failure message=\"{} of {} loads failed; SLO {}% missed\" type=\"slo\"/>\n",
+                self.loads.failed, self.loads.total, self.slo.target_percent
+            )
+        };
+        cases.push_str(&format!(
+            "    <testcase classname=\"deskew.probe\" name=\"page {}\" time=\"{secs:.3}\">\n      <properties>\n{page_props}      </properties>\n{page_failure}    </testcase>\n",
+            xml(&self.url)
+        ));
         for g in &self.failures {
+            let props = [prop("count", &g.count), prop("first_seen_ms", &g.first_seen_ms), prop("last_seen_ms", &g.last_seen_ms)].concat();
+            let releases = if g.releases.is_empty() { String::new() } else { format!("; pages of release(s) {}", g.releases.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")) };
             let msg = format!("{} failed {} time(s): {}", g.url, g.count, g.cause);
-            let body = format!(
-                "first seen at {} ms, last at {} ms{}",
-                g.first_seen_ms,
-                g.last_seen_ms,
-                if g.releases.is_empty() { String::new() } else { format!("; pages of release(s) {}", g.releases.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")) }
-            );
+            let body = format!("first seen at {} ms, last at {} ms{releases}", g.first_seen_ms, g.last_seen_ms);
             cases.push_str(&format!(
-                "    <testcase classname=\"deskew.probe\" name=\"{} ({})\" time=\"0\">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>\n",
+                "    <testcase classname=\"deskew.probe\" name=\"{} {}\" time=\"0\">\n      <properties>\n{props}      </properties>\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>\n",
+                stable_kind(&g.cause),
                 xml(&g.url),
-                xml(&g.cause.to_string()),
                 xml(&msg),
                 xml(cause_kind(&g.cause)),
                 xml(&body)
             ));
         }
-        let tests = self.failures.len().max(1);
+        let tests = self.failures.len() + 1;
+        let failed = self.failures.len() + usize::from(!self.slo.met);
         format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"deskew probe\" tests=\"{tests}\" failures=\"{f}\" time=\"{secs:.3}\">\n  <testsuite name=\"deskew probe {url}\" tests=\"{tests}\" failures=\"{f}\" errors=\"0\" time=\"{secs:.3}\" timestamp=\"{ts}\">\n{cases}  </testsuite>\n</testsuites>\n",
-            f = self.failures.len(),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"deskew probe\" tests=\"{tests}\" failures=\"{failed}\" time=\"{secs:.3}\">\n  <testsuite name=\"deskew probe {url}\" tests=\"{tests}\" failures=\"{failed}\" errors=\"0\" time=\"{secs:.3}\" timestamp=\"{ts}\">\n{cases}  </testsuite>\n</testsuites>\n",
             url = xml(&self.url),
             ts = self.started,
         )
@@ -354,6 +393,14 @@ impl Report {
                 format!("<table><thead><tr><th>URL</th><th>cause</th><th>count</th><th>first</th><th>last</th><th>releases</th></tr></thead><tbody>{rows}</tbody></table>")
             },
         )
+    }
+}
+
+/// A cause's name with only what stays the same across runs (an HTTP status, not an error text).
+fn stable_kind(c: &Cause) -> String {
+    match c {
+        Cause::Status { status } => format!("HTTP {status}"),
+        other => cause_kind(other).to_string(),
     }
 }
 

@@ -66,6 +66,31 @@ impl Default for S3Options {
 pub(crate) struct Built {
     pub client: aws_sdk_s3::Client,
     pub endpoint: String,
+    /// The credentials chain, to load once up front and name what failed.
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+}
+
+/// Loads credentials once, so a failure names the credentials, not the store's reachability.
+pub(crate) async fn check_credentials(url: &str, built: &Built) -> Result<(), StoreError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_credential_types::provider::error::CredentialsError;
+    let Some(provider) = &built.credentials else { return Ok(()) };
+    let Err(e) = provider.provide_credentials().await else { return Ok(()) };
+    let what = match &e {
+        CredentialsError::CredentialsNotLoaded(_) => "no credential source had credentials",
+        CredentialsError::ProviderTimedOut(_) => "a credential source timed out",
+        CredentialsError::InvalidConfiguration(_) => "a credential source is misconfigured",
+        CredentialsError::ProviderError(_) => "a credential source failed",
+        _ => "loading credentials failed",
+    };
+    let profile = std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()).map_or_else(|| "the default profile".to_string(), |p| format!("profile `{p}`"));
+    Err(StoreError::Unusable {
+        store: url.into(),
+        why: format!(
+            "has no usable AWS credentials: {what}: {}. Sources tried, in order: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, {profile} in ~/.aws (static keys, SSO, credential_process, assume role), web identity (AWS_WEB_IDENTITY_TOKEN_FILE), container credentials (ECS, EKS Pod Identity), instance metadata",
+            deskew_core::error_chain(&e)
+        ),
+    })
 }
 
 pub(crate) async fn build(url: &str, opts: &S3Options) -> Result<Built, StoreError> {
@@ -125,5 +150,6 @@ pub(crate) async fn build(url: &str, opts: &S3Options) -> Result<Built, StoreErr
     if sdk.region().is_none() {
         b = b.region(Region::new("us-east-1"));
     }
-    Ok(Built { client: aws_sdk_s3::Client::from_conf(b.build()), endpoint: endpoint.unwrap_or_else(|| "AWS S3".into()) })
+    let credentials = sdk.credentials_provider();
+    Ok(Built { client: aws_sdk_s3::Client::from_conf(b.build()), endpoint: endpoint.unwrap_or_else(|| "AWS S3".into()), credentials })
 }

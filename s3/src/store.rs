@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use crate::config::{self, S3Options};
-use crate::errors::{self, S3Cause};
+use crate::errors::{self, S3Error};
 
 /// An S3 bucket (and key prefix) as a deskew store.
 #[derive(Debug, Clone)]
@@ -35,6 +35,7 @@ impl S3Store {
     pub async fn connect(bucket: &str, prefix: &str, opts: &S3Options) -> Result<S3Store, StoreError> {
         let url = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
         let built = config::build(&url, opts).await?;
+        config::check_credentials(&url, &built).await?;
         let mut store = S3Store {
             client: built.client,
             bucket: bucket.into(),
@@ -47,12 +48,10 @@ impl S3Store {
         let unusable = |why: String| StoreError::Unusable { store: url.clone(), why };
         if let Err(e) = store.client.head_bucket().bucket(bucket).send().await {
             let (status, _) = errors::status_and_code(&e);
-            let described = errors::describe(&e);
             let why = match status {
-                None if described.contains("no providers in chain provided credentials") => {
-                    "has no credentials to use: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance role".to_string()
+                _ if errors::is_unreachable(&e) => {
+                    return Err(StoreError::Unreachable { store: url.clone(), why: format!("at {}: {}", built.endpoint, errors::describe(&e)) });
                 }
-                _ if errors::is_unreachable(&e) => format!("is unreachable at {}: {}", built.endpoint, errors::describe(&e)),
                 Some(404) => format!("does not exist: no bucket `{bucket}` at {}", built.endpoint),
                 Some(401 | 403) => format!("refused access to bucket `{bucket}` (check the credentials): {}", errors::describe(&e)),
                 Some(301) => format!("is in another region than the one configured (--region): {}", errors::describe(&e)),
@@ -193,6 +192,14 @@ impl S3Store {
     }
 }
 
+/// A request under a lease guard must land within the lease margin or not at all: its whole
+/// operation, retries included, is bounded well below [`deskew_core::lease::OP_MARGIN`].
+fn guarded() -> aws_sdk_s3::config::Builder {
+    let limit = deskew_core::lease::OP_MARGIN / 2;
+    aws_sdk_s3::config::Builder::default()
+        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(limit).operation_attempt_timeout(limit).build())
+}
+
 #[async_trait]
 impl Store for S3Store {
     fn url(&self) -> &str {
@@ -222,7 +229,7 @@ impl Store for S3Store {
             // Best effort on servers without conditional writes: not atomic, documented.
             match self.client.head_object().bucket(&self.bucket).key(self.full(key)).send().await {
                 Ok(_) => return Err(StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() }),
-                Err(e) if matches!(errors::status_and_code(&e).0, Some(404)) => {}
+                Err(e) if errors::is_not_found(&e) => {}
                 Err(e) => return Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
             }
         }
@@ -240,24 +247,23 @@ impl Store for S3Store {
             req = req.if_none_match("*");
         }
         WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str())?;
-        req.send().await.map_err(|e| self.put_error(key, opts, e))?;
+        if opts.guard.is_some() {
+            req.customize().config_override(guarded()).send().await.map_err(|e| self.put_error(key, opts, e))?;
+        } else {
+            req.send().await.map_err(|e| self.put_error(key, opts, e))?;
+        }
         Ok(())
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
         let out = match self.client.get_object().bucket(&self.bucket).key(self.full(key)).send().await {
             Ok(o) => o,
-            Err(e) if matches!(errors::status_and_code(&e).0, Some(404)) => {
+            Err(e) if errors::is_not_found(&e) => {
                 return Err(StoreError::NotFound { store: self.url.clone(), key: key.to_string() });
             }
             Err(e) => return Err(errors::backend(&self.url, Op::Get, key.as_str(), e)),
         };
-        let data = out.body.collect().await.map_err(|e| StoreError::Backend {
-            op: Op::Get,
-            store: self.url.clone(),
-            key: key.to_string(),
-            source: Box::new(S3Cause(e.to_string())),
-        })?;
+        let data = out.body.collect().await.map_err(|e| S3Error::other(e).into_store(&self.url, Op::Get, key.as_str()))?;
         Ok(data.into_bytes())
     }
 
@@ -325,7 +331,7 @@ impl Store for S3Store {
             .send()
             .await
             .map(|_| ())
-            .or_else(|e| if matches!(errors::status_and_code(&e).0, Some(404)) { Ok(()) } else { Err(errors::backend(&self.url, Op::Delete, key.as_str(), e)) })
+            .or_else(|e| if errors::is_not_found(&e) { Ok(()) } else { Err(errors::backend(&self.url, Op::Delete, key.as_str(), e)) })
     }
 
     async fn delete_many(&self, keys: &[Key], guard: Option<&WriteGuard>) -> Vec<Result<(), StoreError>> {
@@ -340,7 +346,9 @@ impl Store for S3Store {
                 .map(|k| ObjectIdentifier::builder().key(self.full(k)).build().expect("key is set"))
                 .collect();
             let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().expect("objects are set");
-            match self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await {
+            let request = self.client.delete_objects().bucket(&self.bucket).delete(delete);
+            let sent = if guard.is_some() { request.customize().config_override(guarded()).send().await } else { request.send().await };
+            match sent {
                 Ok(out) => {
                     // Quiet mode reports only the keys that failed; check each one.
                     let failed: std::collections::HashMap<String, String> = out
@@ -351,24 +359,14 @@ impl Store for S3Store {
                     for k in chunk {
                         results.push(match failed.get(&self.full(k)) {
                             None => Ok(()),
-                            Some(why) => Err(StoreError::Backend {
-                                op: Op::Delete,
-                                store: self.url.clone(),
-                                key: k.to_string(),
-                                source: Box::new(S3Cause(why.trim().to_string())),
-                            }),
+                            Some(why) => Err(S3Error::reported(why.trim()).into_store(&self.url, Op::Delete, k.as_str())),
                         });
                     }
                 }
                 Err(e) => {
                     let why = errors::describe(&e);
                     for k in chunk {
-                        results.push(Err(StoreError::Backend {
-                            op: Op::Delete,
-                            store: self.url.clone(),
-                            key: k.to_string(),
-                            source: Box::new(S3Cause(why.clone())),
-                        }));
+                        results.push(Err(S3Error::reported(why.clone()).into_store(&self.url, Op::Delete, k.as_str())));
                     }
                 }
             }

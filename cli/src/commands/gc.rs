@@ -19,13 +19,14 @@ struct Output<'a> {
     report: &'a GcReport,
 }
 
-pub async fn run(a: GcArgs, printer: &Printer) -> Result<Status> {
+pub async fn run(a: GcArgs, printer: &Printer, signals: &crate::signals::Signals) -> Result<Status> {
     let store = stores::open(&a.store, Create::No, if a.dry_run { Access::Read } else { Access::Write }).await?;
     let r = &a.retention;
     let opts = GcOptions {
         policy: Policy { keep: a.keep, keep_for: r.keep_for, pins: r.pins.clone(), grace: r.grace, published: None },
         dry_run: a.dry_run,
         max_delete: a.max_delete,
+        cancel: signals.cancel.clone(),
         ..GcOptions::default()
     };
     let host = super::host(a.at);

@@ -18,8 +18,27 @@ pub fn run(a: ManifestArgs, printer: &Printer) -> Result<Status> {
     if a.json {
         printer.json(&manifest)?;
     }
+    if a.files {
+        files(&manifest, printer);
+    }
     summary(&manifest, printer);
     Ok(Status::Ok)
+}
+
+/// Every file with how it will be served, on stderr.
+fn files(m: &deskew_core::Manifest, printer: &Printer) {
+    let width = m.files.iter().map(|f| f.path.as_str().len()).max().unwrap_or(4).clamp(4, 60);
+    printer.line(format_args!("{:<width$} {:<9} {:<38} {:<28} {:>10}", "path", "class", "cache-control", "content type", "size"));
+    for f in &m.files {
+        printer.line(format_args!(
+            "{:<width$} {:<9} {:<38} {:<28} {:>10}",
+            f.path.as_str(),
+            f.class.as_str(),
+            f.cache_control,
+            f.content_type,
+            bytes(f.size)
+        ));
+    }
 }
 
 /// The per-class table and totals, on stderr.

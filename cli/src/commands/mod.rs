@@ -27,16 +27,17 @@ use deskew_core::time::Timestamp;
 use crate::Status;
 use crate::args::{ClassifyArgs, Command, RetentionArgs};
 use crate::printer::Printer;
+use crate::signals::Signals;
 
 /// Runs one command.
-pub async fn dispatch(command: Command, printer: &Printer) -> Result<Status> {
+pub async fn dispatch(command: Command, printer: &Printer, signals: &Signals) -> Result<Status> {
     match command {
         Command::Manifest(a) => manifest::run(a, printer),
-        Command::Publish(a) => publish::run(a, printer).await,
+        Command::Publish(a) => publish::run(a, printer, signals).await,
         Command::Releases(a) => releases::run(a, printer).await,
-        Command::Gc(a) => gc::run(a, printer).await,
+        Command::Gc(a) => gc::run(a, printer, signals).await,
         Command::Verify(a) => verify::run(a, printer).await,
-        Command::Probe(a) => probe::run(a, printer).await,
+        Command::Probe(a) => probe::run(a, printer, signals).await,
         Command::Init(a) => init::run(a, printer).await,
     }
 }

@@ -48,7 +48,7 @@ impl Progress for Bar<'_> {
     }
 }
 
-pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
+pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Signals) -> Result<Status> {
     let started = Instant::now();
     let host = deskew_core::host::system();
     let mut manifest = super::build_manifest(&a.dist, &a.classify, None)?;
@@ -59,9 +59,16 @@ pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
     if manifest.of_class(FileClass::Entry).next().is_none() {
         printer.warn(format_args!("no entry file (`*.html` or --entry) in `{}`", a.dist.display()));
     }
-    // A dry run writes nothing, not even the store's directory.
-    let store = if a.dry_run {
-        stores::open(&a.store, Create::No, Access::Read).await?
+    // A dry run writes nothing, not even the store's directory; a directory that does not exist
+    // yet is an empty store for it.
+    let store: Box<dyn deskew_core::Store> = if a.dry_run {
+        match stores::open(&a.store, Create::No, Access::Read).await {
+            Ok(s) => s,
+            Err(e) => match missing_store(&e) {
+                Some(url) => Box::new(deskew_core::store::memory::MemStore::with_url(&url)),
+                None => return Err(e),
+            },
+        }
     } else {
         stores::open(&a.store, Create::Yes, Access::Write).await?
     };
@@ -75,6 +82,8 @@ pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
         strict: a.strict,
         concurrency: a.concurrency.into(),
         policy: policy.clone(),
+        repair: a.repair,
+        cancel: signals.cancel.clone(),
         ..PublishOptions::default()
     };
     let source = DirSource::new(&a.dist);
@@ -98,6 +107,10 @@ pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
     }
     match report.outcome {
         Outcome::AlreadyComplete => printer.status("Unchanged", format_args!("release {release} is already complete in the store")),
+        Outcome::Repaired => printer.status(
+            "Repaired",
+            format_args!("release {release}: {} missing or damaged files uploaded again; it checks whole now", report.uploaded),
+        ),
         Outcome::DryRun => {
             for k in &report.uploaded_keys {
                 printer.detail(format_args!("would upload {k}"));
@@ -127,8 +140,8 @@ pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
     }
 
     let gc_report = match (&policy, report.outcome) {
-        (Some(policy), Outcome::Published | Outcome::AlreadyComplete) => {
-            let opts = GcOptions { policy: policy.clone(), max_delete: a.max_delete, ..GcOptions::default() };
+        (Some(policy), Outcome::Published | Outcome::AlreadyComplete | Outcome::Repaired) => {
+            let opts = GcOptions { policy: policy.clone(), max_delete: a.max_delete, cancel: signals.cancel.clone(), ..GcOptions::default() };
             let r = gc::run(store.as_ref(), host.as_ref(), &opts, &super::Waits(printer))
                 .await
                 .with_context(|| format!("release `{release}` is published, but the gc after it failed on {}", store.url()))?;
@@ -147,4 +160,12 @@ pub async fn run(a: PublishArgs, printer: &Printer) -> Result<Status> {
         })?;
     }
     Ok(Status::Ok)
+}
+
+/// The URL of a store that does not exist yet (a directory), from the error opening it.
+fn missing_store(e: &anyhow::Error) -> Option<String> {
+    match e.downcast_ref::<deskew_core::StoreError>()? {
+        deskew_core::StoreError::Unusable { store, why } if why == "does not exist" => Some(store.clone()),
+        _ => None,
+    }
 }

@@ -25,11 +25,18 @@ struct Output<'a> {
 
 pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
     let store = stores::open(&a.store, Create::No, Access::Read).await?;
-    marker::require(store.as_ref()).await?;
+    match marker::require(store.as_ref()).await {
+        Ok(_) => {}
+        Err(marker::MarkerError::NotAStore { empty: true, .. }) => return empty(&a, store.url(), printer),
+        Err(e) => return Err(e.into()),
+    }
     let records = Catalog::load(store.as_ref())
         .await?
         .into_clean()
         .with_context(|| format!("cannot verify {}: a release record is unusable", store.url()))?;
+    if records.is_empty() {
+        return empty(&a, store.url(), printer);
+    }
     let chosen: Vec<&ReleaseRecord> = if a.releases.is_empty() {
         let policy = super::policy(a.keep, &a.retention).unwrap_or_else(Policy::keep_all);
         let decisions = super::decide(store.as_ref(), &SystemHost, &records, &policy).await?;
@@ -84,4 +91,15 @@ pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
         printer.json(&Output { version: 1, store: store.url(), ok, report: &report })?;
     }
     Ok(if ok { Status::Ok } else { Status::CheckFailed })
+}
+
+/// A store with no releases: a failed check (a mistyped prefix must not look verified), unless
+/// `--allow-empty`.
+fn empty(a: &VerifyArgs, url: &str, printer: &Printer) -> Result<Status> {
+    if a.allow_empty {
+        printer.status("Verified", format_args!("no releases in {url} (--allow-empty)"));
+        return Ok(Status::Ok);
+    }
+    printer.status("Failed", format_args!("no releases in {url}: nothing to verify (a mistyped store or prefix?); --allow-empty accepts an empty store"));
+    Ok(Status::CheckFailed)
 }

@@ -216,7 +216,7 @@ fn ctrl_c_stops_the_browser() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "128 + SIGINT: {}", String::from_utf8_lossy(&out.stderr));
     let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(rep["interrupted"], true);
     assert_no_browser_left(&s(&tmp));
@@ -255,4 +255,38 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
     }
     out
+}
+
+/// Browser mode sends the same headers and credentials as HTTP mode, and starts every page with
+/// the cookies and localStorage of a Playwright storage state (an app behind a login).
+#[test]
+fn headers_cookies_and_storage_state_in_the_browser() {
+    let rt = rt();
+    let t = Scratch::new();
+    std::fs::create_dir_all(t.path("site")).unwrap();
+    // The page asks for a file named after what localStorage holds: the request proves it was set.
+    std::fs::write(
+        t.path("site/index.html"),
+        "<!doctype html><title>app</title><script>fetch('/token-' + (localStorage.getItem('session') || 'none') + '.txt')</script>",
+    )
+    .unwrap();
+    std::fs::write(t.path("site/token-abc123.txt"), "ok").unwrap();
+    let site = rt.block_on(Site::start(t.path("site")));
+    let origin = site.url.trim_end_matches('/').to_string();
+    let state = serde_json::json!({
+        "cookies": [{ "name": "sid", "value": "s-42", "domain": "127.0.0.1", "path": "/", "expires": -1, "httpOnly": true, "secure": false, "sameSite": "Lax" }],
+        "origins": [{ "origin": origin, "localStorage": [{ "name": "session", "value": "abc123" }] }]
+    });
+    std::fs::write(t.path("state.json"), state.to_string()).unwrap();
+    let r = run_with_tmpdir(&t.path("tmp"), &[
+        "probe", &site.url, "--mode", "browser", "--duration", "3s", "--concurrency", "1",
+        "-H", "X-Canary: browser", "--storage-state", &s(&t.path("state.json")),
+    ]);
+    assert_eq!(r.code, 0, "the token file was found, so localStorage was set: {}", r.stderr);
+    let log = site.log.lock().unwrap().clone();
+    let page = log.iter().find(|l| l.path == "/").expect("the page was requested");
+    let h = |name: &str| page.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    assert_eq!(h("x-canary"), "browser");
+    assert!(h("cookie").contains("sid=s-42"), "{:?}", page.headers);
+    assert!(log.iter().any(|l| l.path == "/token-abc123.txt" && l.status == 200), "{:?}", log.iter().map(|l| &l.path).collect::<Vec<_>>());
 }

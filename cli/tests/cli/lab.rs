@@ -64,6 +64,9 @@ fn assert_outage(r: &Run) {
     if rep["mode"] == "http" {
         assert!(failed.iter().all(|u| u.contains("/assets/")), "only chunks go missing: {failed:?}");
     }
+    // Not on a terminal (a CI log): every new kind of failure is told the moment it happens.
+    let told = r.stderr.lines().filter(|l| l.starts_with("probe: first failure at ")).count();
+    assert!(told >= 1, "the log tells the story of the rollout:\n{}", r.stderr);
 }
 
 fn assert_zero_downtime(r: &Run) {

@@ -7,6 +7,7 @@ mod errors;
 mod gc;
 mod lab;
 mod manifest;
+mod pipeline;
 mod probe;
 mod publish;
 mod s3;

@@ -63,3 +63,14 @@ fn no_entry_file_warns() {
     let r = run_ok(&["manifest", &s(&t.path("dist"))]);
     assert!(r.stderr.contains("warning: no entry file"), "{}", r.stderr);
 }
+
+/// `--files` lists every file with its class and how it will be served.
+#[test]
+fn files_table() {
+    let r = run_ok(&["manifest", &fixture("v1"), "--files"]);
+    let line = r.stderr.lines().find(|l| l.starts_with("index.html")).unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(line.contains("entry") && line.contains("text/html"), "{line}");
+    let chunk = r.stderr.lines().find(|l| l.starts_with("assets/about-")).unwrap();
+    assert!(chunk.contains("immutable") && chunk.contains("max-age=31536000"), "{chunk}");
+    assert!(r.stdout.is_empty(), "the table is for humans: stderr");
+}

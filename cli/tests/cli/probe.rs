@@ -130,8 +130,9 @@ fn reports_junit_and_html() {
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // One case for the page (failed: SLO missed) and one per failure group.
     let groups = rep["failures"].as_array().unwrap().len();
-    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), format!("{groups} {groups}"));
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), format!("{} {}", groups + 1, groups + 1));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("SLO missed") && !page.contains("<script"), "self-contained, no scripts");
     // It opens in a real browser without errors; the screenshot is kept as a test artifact.
@@ -158,23 +159,30 @@ fn reports_junit_and_html() {
 fn bad_input_is_clear() {
     let rt = rt();
     let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
-    let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["probe".into(), "http://127.0.0.1:9/".into(), "--duration".into(), "1s".into()], "cannot load http://127.0.0.1:9/: network error"),
-        (vec!["probe".into(), format!("{}robots.txt", site.url), "--duration".into(), "1s".into()], "not HTML (text/plain"),
-        (vec!["probe".into(), format!("{}loop", site.url), "--duration".into(), "1s".into()], "redirects"),
-        (vec!["probe".into(), format!("{}nope.html", site.url), "--duration".into(), "1s".into()], "the page answered HTTP 404"),
-        (vec!["probe".into(), site.url.clone(), "--rate=-3".into(), "--duration".into(), "1s".into()], "is not a rate"),
-        (vec!["probe".into(), "ftp://x/".into(), "--duration".into(), "1s".into()], "only http and https"),
-        (vec!["probe".into(), site.url.clone()], "give --duration"),
-        (vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--settle".into(), "0s".into(), "--".into(), "false".into()], "the deploy command `false` failed (exit code 1)"),
-        (vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--".into(), "/no/such/cmd".into()], "failed to start the deploy command `/no/such/cmd`"),
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (vec!["probe".into(), "http://127.0.0.1:9/".into(), "--duration".into(), "1s".into()], 4, "cannot load http://127.0.0.1:9/: network error"),
+        (vec!["probe".into(), format!("{}robots.txt", site.url), "--duration".into(), "1s".into()], 2, "not HTML (text/plain"),
+        (vec!["probe".into(), format!("{}loop", site.url), "--duration".into(), "1s".into()], 2, "redirects"),
+        (vec!["probe".into(), format!("{}nope.html", site.url), "--duration".into(), "1s".into()], 2, "the page answered HTTP 404"),
+        (vec!["probe".into(), site.url.clone(), "--rate=-3".into(), "--duration".into(), "1s".into()], 2, "is not a rate"),
+        (vec!["probe".into(), "ftp://x/".into(), "--duration".into(), "1s".into()], 2, "is not an http or https URL"),
+        (vec!["probe".into(), site.url.clone()], 2, "give --duration"),
+        (vec!["probe".into(), site.url.clone(), "--timeout".into(), "0s".into(), "--duration".into(), "1s".into()], 2, "must be longer than zero"),
+        (vec!["probe".into(), site.url.clone(), "--allow-origin".into(), "cdn.example.com".into(), "--duration".into(), "1s".into()], 2, "is not an origin"),
+        (vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--settle".into(), "0s".into(), "--".into(), "false".into()], 3, "the deploy command `false` failed (exit code 1)"),
+        (vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--".into(), "/no/such/cmd".into()], 2, "the deploy command `/no/such/cmd` cannot be run"),
+        (vec!["probe".into(), site.url.clone(), "--".into(), "kubectl rollout status deploy/web".into()], 2, "sh -c 'kubectl rollout status deploy/web'"),
     ];
-    for (args, needle) in cases {
+    for (args, code, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let start = std::time::Instant::now();
         let r = run(&args);
-        assert_eq!(r.code, 2, "{args:?}:\n{}", r.stderr);
+        assert_eq!(r.code, code, "{args:?}:\n{}", r.stderr);
         assert!(r.stderr.contains(needle), "{args:?} should say {needle:?}:\n{}", r.stderr);
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        if code == 2 {
+            assert!(start.elapsed() < std::time::Duration::from_secs(2), "{args:?}: a usage error is found before any traffic");
+        }
     }
     // A page with no resources is fine, and says so.
     let t = Scratch::new();
@@ -227,7 +235,7 @@ fn ctrl_c_stops_command_and_probe_and_writes_the_report() {
     let out = child.wait_with_output().unwrap();
     assert!(start.elapsed() < std::time::Duration::from_secs(10), "the probe must stop promptly");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(130), "128 + SIGINT: {stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_schema("probe-report", &rep);

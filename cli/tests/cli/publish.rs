@@ -127,3 +127,14 @@ fn releases_table() {
     assert_eq!(r.code, 0);
     insta::with_settings!({ filters => filters() }, { insta::assert_snapshot!(r.stderr) });
 }
+
+/// `--dry-run` on a store that does not exist yet plans the whole upload and creates nothing.
+#[test]
+fn dry_run_on_a_store_that_does_not_exist_yet() {
+    let t = Scratch::new();
+    let r = run_ok(&["publish", &fixture("v1"), "--store", &t.store(), "--release", "v1", "--dry-run", "--json"]);
+    let out = r.json();
+    assert_eq!(out["publish"]["outcome"], "dry-run");
+    assert_eq!(out["publish"]["uploaded"], out["publish"]["files"]);
+    assert!(!t.path("store").exists(), "a dry run creates nothing");
+}

@@ -75,7 +75,7 @@ fn missing_bucket_unreachable_endpoint_and_bad_urls() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no bucket `no-such-bucket`"), "{}", r.stderr);
     let r = run_s3(&s3, "http://127.0.0.1:9", &["releases", "--store", &format!("s3://{}/x", s3.bucket), "--max-attempts", "2"]);
-    assert_eq!(r.code, 2);
+    assert_eq!(r.code, 4, "unreachable is I/O");
     assert!(r.stderr.contains("is unreachable at http://127.0.0.1:9") && r.stderr.contains("Connection refused"), "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "one clear line:\n{}", r.stderr);
     let r: Run = cmd(&s3, &s3.endpoint, &["releases", "--store", &format!("s3://{}/x", s3.bucket)])
@@ -87,7 +87,25 @@ fn missing_bucket_unreachable_endpoint_and_bad_urls() {
         .unwrap()
         .into();
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("has no credentials to use: set AWS_ACCESS_KEY_ID"), "{}", r.stderr);
+    assert!(r.stderr.contains("has no usable AWS credentials: no credential source had credentials") && r.stderr.contains("AWS_ACCESS_KEY_ID"), "{}", r.stderr);
+    // An SSO profile (aws-config built with SSO) whose login has not happened: the error names
+    // the profile and SSO, not the store's reachability.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(&config, "[profile sso-test]\nsso_start_url = https://example.awsapps.com/start\nsso_region = us-east-1\nsso_account_id = 123456789012\nsso_role_name = Admin\nregion = us-east-1\n").unwrap();
+    let r: Run = cmd(&s3, &s3.endpoint, &["releases", "--store", &format!("s3://{}/x", s3.bucket)])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+        .env("AWS_PROFILE", "sso-test")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("has no usable AWS credentials") && r.stderr.contains("profile `sso-test`"), "{}", r.stderr);
+    assert!(r.stderr.to_lowercase().contains("sso"), "the SSO provider's own error is shown: {}", r.stderr);
     let r = run_s3(&s3, &s3.endpoint, &["releases", "--store", &format!("s3://{}/a/../../etc", s3.bucket)]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("is invalid"), "{}", r.stderr);
@@ -109,7 +127,7 @@ fn aws_ca_bundle_env_is_honoured() {
         .output()
         .unwrap()
         .into();
-    assert_eq!(r.code, 2, "an untrusted certificate must fail");
+    assert_eq!(r.code, 4, "an untrusted certificate must fail (the connection is refused: I/O)");
     assert!(r.stderr.contains("is unreachable"), "{}", r.stderr);
     drop(proxy);
 }
@@ -166,7 +184,7 @@ fn server_stopped_mid_publish_then_rerun_completes() {
     sh("stop");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(4), "a server gone mid-publish is I/O: {stderr}");
     assert!(stderr.contains("failed to publish release `big` to s3://"), "{stderr}");
 
     sh("start");

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use crate::cancel::{Cancel, Cancelled};
 use crate::catalog::{Catalog, CatalogError};
 use crate::heartbeat::{self, Heartbeat};
 use crate::host::Host;
@@ -63,6 +64,11 @@ pub struct PublishOptions {
     pub heartbeat_ttl: Duration,
     /// How often the heartbeat is renewed.
     pub heartbeat_every: Duration,
+    /// Read and hash every stored file of an existing release, upload again what is missing or
+    /// differs, and check it again afterwards.
+    pub repair: bool,
+    /// Stops the publish between writes when cancelled.
+    pub cancel: Cancel,
     /// Safety steps to skip: for the simulation's self-test only.
     #[doc(hidden)]
     pub faults: crate::faults::Faults,
@@ -80,6 +86,8 @@ impl Default for PublishOptions {
             lease_poll: lease::POLL,
             heartbeat_ttl: heartbeat::TTL,
             heartbeat_every: heartbeat::RENEW_EVERY,
+            repair: false,
+            cancel: Cancel::new(),
             faults: crate::faults::Faults::default(),
         }
     }
@@ -95,6 +103,9 @@ pub enum Outcome {
     AlreadyComplete,
     /// Nothing was written on purpose.
     DryRun,
+    /// `--repair` found files missing or damaged, uploaded them again, and the release checks
+    /// whole now.
+    Repaired,
 }
 
 /// A mutable file whose stored content this publish replaces while kept releases still serve it.
@@ -188,6 +199,27 @@ pub enum PublishError {
     /// Waiting for or holding the lease failed.
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// Stopped on request (a signal) between writes.
+    #[error(transparent)]
+    Interrupted(#[from] Cancelled),
+    /// `--repair` of a release that is not in the store.
+    #[error("nothing to repair: release `{release}` is not in {store}; publish it without --repair")]
+    NothingToRepair {
+        /// The release.
+        release: ReleaseId,
+        /// The store.
+        store: String,
+    },
+    /// After a repair, the release still does not check whole.
+    #[error("release `{release}` still has {count} missing or damaged file(s) after the repair (first: `{first}`)")]
+    StillDamaged {
+        /// The release.
+        release: ReleaseId,
+        /// How many.
+        count: usize,
+        /// The first one.
+        first: Key,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -255,7 +287,11 @@ pub async fn publish(
     }
     let record = ReleaseRecord::pending(manifest, host.now());
     let all: Vec<&ReleaseRecord> = catalog.records.iter().collect();
-    let vouched = plan::vouched_contents(&all);
+    let mut vouched = plan::vouched_contents(&all);
+    let damaged = if opts.repair { damaged_files(store, own, &record.release, &catalog.records, opts).await? } else { Vec::new() };
+    for k in &damaged {
+        vouched.remove(k); // not vouched for: upload it again
+    }
     if opts.dry_run {
         dry_run(&ctx, &record, &vouched, &mut report).await?;
         if was_complete && report.uploaded == 0 {
@@ -268,12 +304,44 @@ pub async fn publish(
     if let Err(e) = hb.stop(store).await {
         tracing::info!("the publish heartbeat was not removed (a gc will): {}", crate::error_chain(&e));
     }
-    result.map(|mut r| {
-        if was_complete && r.uploaded == 0 && r.repaired == 0 {
-            r.outcome = Outcome::AlreadyComplete;
-        }
-        r
-    })
+    let mut report = result?;
+    if was_complete && report.uploaded == 0 && report.repaired == 0 {
+        report.outcome = Outcome::AlreadyComplete;
+    }
+    if opts.repair && !damaged.is_empty() {
+        check_repaired(store, &report.release, opts).await?;
+        report.outcome = Outcome::Repaired;
+    }
+    Ok(report)
+}
+
+/// `--repair`: the stored files of the release that are missing, damaged or unreadable (a mutable
+/// file a newer release replaced in place is not damage).
+async fn damaged_files(
+    store: &dyn Store,
+    own: Option<&ReleaseRecord>,
+    release: &ReleaseId,
+    all: &[ReleaseRecord],
+    opts: &PublishOptions,
+) -> Result<Vec<Key>, PublishError> {
+    let Some(own) = own else {
+        return Err(PublishError::NothingToRepair { release: release.clone(), store: store.url().into() });
+    };
+    let report = crate::verify::verify(store, &[own], all, opts.concurrency).await?;
+    Ok(report.findings.into_iter().map(|f| f.key).collect())
+}
+
+/// After a repair: the release must check whole.
+async fn check_repaired(store: &dyn Store, release: &ReleaseId, opts: &PublishOptions) -> Result<(), PublishError> {
+    let catalog = Catalog::load(store).await?;
+    let Some(own) = catalog.get(release) else {
+        return Err(PublishError::NothingToRepair { release: release.clone(), store: store.url().into() });
+    };
+    let report = crate::verify::verify(store, &[own], &catalog.records, opts.concurrency).await?;
+    match report.findings.first() {
+        None => Ok(()),
+        Some(f) => Err(PublishError::StillDamaged { release: release.clone(), count: report.findings.len(), first: f.key.clone() }),
+    }
 }
 
 /// The clock-skew allowance of the store; a store is created here (its marker written) unless
@@ -400,6 +468,7 @@ async fn read_own(store: &dyn Store, record: &ReleaseRecord) -> Result<Option<Re
 /// Step 2: our record exists, pending (or complete: published before, or by a concurrent
 /// publish of the same release).
 async fn register(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<(), PublishError> {
+    ctx.opts.cancel.check()?;
     let key = layout::record_key(&record.release);
     let create = PutOptions { mode: PutMode::Create, ..record_put() };
     loop {
@@ -502,6 +571,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
         report.repaired += missing.len() as u64;
         lease.keep_alive(ctx.store, ctx.host, upload_all(ctx, missing, &NoProgress)).await?;
     }
+    ctx.opts.cancel.check()?;
     lease.ensure(ctx.store, ctx.host).await?;
     record.state = ReleaseState::Complete;
     record.completed = Some(ctx.host.now().max(record.created));
@@ -527,6 +597,7 @@ async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &m
 async fn upload_all(ctx: &Ctx<'_>, files: Vec<(Key, ManifestFile)>, progress: &dyn Progress) -> Result<(), PublishError> {
     futures::stream::iter(files)
         .map(|(key, f)| async move {
+            ctx.opts.cancel.check()?;
             let body = ctx.source.body(&f).await?;
             let put = PutOptions {
                 mode: PutMode::Overwrite,

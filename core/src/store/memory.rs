@@ -39,7 +39,13 @@ pub struct MemStore {
 impl MemStore {
     /// An empty store named `memory://<name>`.
     pub fn new(name: &str) -> MemStore {
-        MemStore { url: format!("memory://{name}"), objects: Arc::default() }
+        MemStore::with_url(&format!("memory://{name}"))
+    }
+
+    /// An empty store that calls itself `url` in messages (a stand-in for a store that does not
+    /// exist yet, for a dry run).
+    pub fn with_url(url: &str) -> MemStore {
+        MemStore { url: url.into(), objects: Arc::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<Key, MemObject>> {

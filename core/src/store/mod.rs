@@ -212,6 +212,14 @@ pub enum StoreError {
         /// What it is: "is a symbolic link".
         why: String,
     },
+    /// The store could not be reached (connection refused, DNS, TLS, timeout).
+    #[error("store {store} is unreachable {why}")]
+    Unreachable {
+        /// The store's URL.
+        store: String,
+        /// What happened.
+        why: String,
+    },
     /// The store as a whole cannot be used (missing directory, missing bucket, bad credentials).
     #[error("store {store} {why}")]
     Unusable {

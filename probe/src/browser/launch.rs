@@ -28,6 +28,9 @@ pub const FLAGS: &[&str] = &[
 pub struct BrowserOptions {
     /// The executable; `None` looks for `chromium`, `chromium-browser`, `google-chrome` on PATH.
     pub executable: Option<PathBuf>,
+    /// More command-line flags (`--host-resolver-rules=…` for `--resolve`,
+    /// `--ignore-certificate-errors` for `--insecure`).
+    pub extra_args: Vec<String>,
 }
 
 /// A running browser. Dropping it kills its whole process group and removes its profile.
@@ -74,6 +77,7 @@ impl Browser {
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.env("TMPDIR", &tmp)
             .args(FLAGS)
+            .args(&opts.extra_args)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(std::process::Stdio::null())
@@ -157,10 +161,14 @@ fn kill_group(pgid: Option<u32>) {
     let Some(root) = pgid else { return };
     #[cfg(unix)]
     {
+        use rustix::process::{Pid, Signal, kill_process, kill_process_group};
         let pids = tree(root);
-        let mut args: Vec<String> = vec!["-KILL".into(), "--".into(), format!("-{root}")];
-        args.extend(pids.iter().map(u32::to_string));
-        let _ = std::process::Command::new("kill").args(&args).stderr(std::process::Stdio::null()).status();
+        if let Some(group) = Pid::from_raw(root as i32) {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+        for pid in pids.iter().filter_map(|p| Pid::from_raw(*p as i32)) {
+            let _ = kill_process(pid, Signal::KILL);
+        }
         for _ in 0..40 {
             if !pids.iter().any(|p| proc_stat(*p).is_some_and(|s| s.state != 'Z')) {
                 break;

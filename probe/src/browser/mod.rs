@@ -4,10 +4,12 @@
 //! and events deskew needs, instead of a generated binding of the whole protocol: it builds in
 //! seconds and has nothing to keep in step with Chromium's schema. `launch.rs` starts the browser
 //! (its own process group, a fresh profile directory) and always stops it, on drop, Ctrl-C and
-//! panic. `page.rs` is one load in its own browser context.
+//! panic. `page.rs` is one load in its own browser context; `run.rs` the loader a probe run uses (one
+//! shared browser, restarted when it dies, its memory sampled).
 
 pub mod cdp;
 pub mod launch;
 pub mod page;
+pub mod run;
 
 pub use launch::{Browser, BrowserOptions};

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::cdp::{CdpError, Connection, Event};
-use crate::load::{Cause, Failure, LoadSample};
+use crate::sample::{Cause, Failure, LoadSample};
 
 /// How a browser load runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PageOptions {
     /// Quiet time without requests in flight that counts as idle.
     pub idle: Duration,
@@ -25,6 +25,31 @@ pub struct PageOptions {
     pub timeout: Duration,
     /// Client-side navigations after the first load: `/path` (history API) or `#/path` (hash).
     pub visits: Vec<String>,
+    /// Extra request headers (`-H`, basic credentials), sent with every request.
+    pub headers: Vec<(String, String)>,
+    /// Cookies to set before navigating, as `Network.setCookies` takes them.
+    pub cookies: Vec<Value>,
+    /// `localStorage` entries per origin, set before the page's scripts run.
+    pub local_storage: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl PageOptions {
+    /// Applies headers, cookies and storage in a fresh context, before navigating.
+    async fn prepare(&self, conn: &Connection, s: Option<&str>) -> Result<(), CdpError> {
+        if !self.headers.is_empty() {
+            let headers: serde_json::Map<String, Value> = self.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            conn.call(s, "Network.setExtraHTTPHeaders", json!({ "headers": headers })).await?;
+        }
+        if !self.cookies.is_empty() {
+            conn.call(s, "Network.setCookies", json!({ "cookies": self.cookies })).await?;
+        }
+        for (origin, items) in &self.local_storage {
+            let sets: String = items.iter().map(|(k, v)| format!("localStorage.setItem({}, {});", json!(k), json!(v))).collect();
+            let source = format!("if (location.origin === {}) {{ try {{ {sets} }} catch (e) {{}} }}", json!(origin));
+            conn.call(s, "Page.addScriptToEvaluateOnNewDocument", json!({ "source": source })).await?;
+        }
+        Ok(())
+    }
 }
 
 struct Tracker {
@@ -36,22 +61,25 @@ struct Tracker {
     last_activity: Instant,
     loaded: bool,
     requests: usize,
+    /// The probe's start: failure times count from it.
+    epoch: Instant,
 }
 
 /// Makes one load of `url`. Protocol errors other than a closed connection become failures;
 /// a closed connection (the browser died) is returned as an error so the caller restarts it.
-pub async fn load(conn: &Connection, url: &str, opts: &PageOptions, started: Duration) -> Result<LoadSample, CdpError> {
+/// Failure times count from `epoch`, the probe's start.
+pub async fn load(conn: &Connection, url: &str, opts: &PageOptions, started: Duration, epoch: Instant) -> Result<LoadSample, CdpError> {
     let t0 = Instant::now();
     let ctx = conn.call(None, "Target.createBrowserContext", json!({ "disposeOnDetach": true })).await?;
     let ctx_id = ctx["browserContextId"].as_str().unwrap_or_default().to_string();
-    let result = load_in_context(conn, url, opts, started, &ctx_id).await;
+    let result = load_in_context(conn, url, opts, started, &ctx_id, epoch).await;
     let _ = conn.call(None, "Target.disposeBrowserContext", json!({ "browserContextId": ctx_id })).await;
     let mut sample = result?;
     sample.duration = t0.elapsed();
     Ok(sample)
 }
 
-async fn load_in_context(conn: &Connection, url: &str, opts: &PageOptions, started: Duration, ctx_id: &str) -> Result<LoadSample, CdpError> {
+async fn load_in_context(conn: &Connection, url: &str, opts: &PageOptions, started: Duration, ctx_id: &str, epoch: Instant) -> Result<LoadSample, CdpError> {
     let target = conn.call(None, "Target.createTarget", json!({ "url": "about:blank", "browserContextId": ctx_id })).await?;
     let target_id = target["targetId"].as_str().unwrap_or_default().to_string();
     let attached = conn.call(None, "Target.attachToTarget", json!({ "targetId": target_id, "flatten": true })).await?;
@@ -65,13 +93,14 @@ async fn load_in_context(conn: &Connection, url: &str, opts: &PageOptions, start
         conn.call(s, "Page.enable", json!({})).await?;
         conn.call(s, "Runtime.enable", json!({})).await?;
         conn.call(s, "Log.enable", json!({})).await?;
+        opts.prepare(conn, s).await?;
         Ok::<(), CdpError>(())
     };
     setup.await?;
-    let mut t = Tracker { ignored: HashSet::new(), in_flight: HashSet::new(), urls: HashMap::new(), document_request: None, last_activity: Instant::now(), loaded: false, requests: 0 };
+    let mut t = Tracker { ignored: HashSet::new(), in_flight: HashSet::new(), urls: HashMap::new(), document_request: None, last_activity: Instant::now(), loaded: false, requests: 0, epoch };
     let nav = conn.call(s, "Page.navigate", json!({ "url": url })).await?;
     if let Some(err) = nav.get("errorText").and_then(Value::as_str) {
-        sample.failures.push(Failure { url: url.into(), cause: Cause::Network { message: err.into() }, owner: None });
+        sample.failures.push(Failure { url: url.into(), cause: Cause::Network { message: err.into() }, owner: None, at: epoch.elapsed() });
     } else {
         wait_idle(conn, s, &mut events, &mut t, &mut sample, opts, true).await?;
         for visit in &opts.visits {
@@ -83,7 +112,7 @@ async fn load_in_context(conn: &Connection, url: &str, opts: &PageOptions, start
             t.last_activity = Instant::now();
             let r = conn.call(s, "Runtime.evaluate", json!({ "expression": script })).await?;
             if let Some(ex) = r.get("exceptionDetails") {
-                sample.failures.push(Failure { url: format!("{url} (visit {visit})"), cause: Cause::Exception { message: exception_text(ex) }, owner: None });
+                sample.failures.push(Failure { url: format!("{url} (visit {visit})"), cause: Cause::Exception { message: exception_text(ex) }, owner: None, at: epoch.elapsed() });
             }
             wait_idle(conn, s, &mut events, &mut t, &mut sample, opts, false).await?;
         }
@@ -119,11 +148,7 @@ async fn wait_idle(
         }
         if Instant::now() >= deadline {
             let what = if need_load && !t.loaded { "the load event" } else { "network idle" };
-            sample.failures.push(Failure {
-                url: t.urls.values().next().cloned().unwrap_or_default(),
-                cause: Cause::Timeout,
-                owner: None,
-            });
+            sample.failures.push(Failure { url: t.urls.values().next().cloned().unwrap_or_default(), cause: Cause::Timeout, owner: None, at: t.epoch.elapsed() });
             tracing::debug!("page did not reach {what} within {:?}", opts.timeout);
             return Ok(());
         }
@@ -168,7 +193,7 @@ fn handle(ev: Event, t: &mut Tracker, sample: &mut LoadSample) {
             let status = p["response"]["status"].as_u64().unwrap_or(0) as u16;
             let url = p["response"]["url"].as_str().unwrap_or_default().to_string();
             if status >= 400 {
-                sample.failures.push(Failure { url, cause: Cause::Status { status }, owner: None });
+                sample.failures.push(Failure { url, cause: Cause::Status { status }, owner: None, at: t.epoch.elapsed() });
             }
         }
         "Network.loadingFinished" => {
@@ -183,13 +208,13 @@ fn handle(ev: Event, t: &mut Tracker, sample: &mut LoadSample) {
             if !canceled && !blocked {
                 let url = t.urls.get(&id).cloned().unwrap_or_default();
                 let message = p["errorText"].as_str().unwrap_or("failed").to_string();
-                sample.failures.push(Failure { url, cause: Cause::Network { message }, owner: None });
+                sample.failures.push(Failure { url, cause: Cause::Network { message }, owner: None, at: t.epoch.elapsed() });
             }
         }
         "Runtime.exceptionThrown" => {
             let details = &p["exceptionDetails"];
             let url = details["url"].as_str().unwrap_or_default().to_string();
-            sample.failures.push(Failure { url, cause: Cause::Exception { message: exception_text(details) }, owner: None });
+            sample.failures.push(Failure { url, cause: Cause::Exception { message: exception_text(details) }, owner: None, at: t.epoch.elapsed() });
         }
         "Runtime.consoleAPICalled" if p["type"] == "error" => {
             let message = p["args"]
@@ -202,14 +227,14 @@ fn handle(ev: Event, t: &mut Tracker, sample: &mut LoadSample) {
                 })
                 .unwrap_or_default();
             let url = p["stackTrace"]["callFrames"][0]["url"].as_str().unwrap_or_default().to_string();
-            sample.failures.push(Failure { url, cause: Cause::Console { message }, owner: None });
+            sample.failures.push(Failure { url, cause: Cause::Console { message }, owner: None, at: t.epoch.elapsed() });
         }
         // Errors the browser itself logs (a module script refused for its MIME type, say);
         // network errors are already counted from the Network domain.
         "Log.entryAdded" if p["entry"]["level"] == "error" && p["entry"]["source"] != "network" => {
             let url = p["entry"]["url"].as_str().unwrap_or_default().to_string();
             let message = p["entry"]["text"].as_str().unwrap_or_default().to_string();
-            sample.failures.push(Failure { url, cause: Cause::Console { message }, owner: None });
+            sample.failures.push(Failure { url, cause: Cause::Console { message }, owner: None, at: t.epoch.elapsed() });
         }
         "Page.loadEventFired" => {
             t.loaded = true;

@@ -36,12 +36,27 @@ pub struct SiteFaults {
     pub injected_truncations: AtomicUsize,
 }
 
+/// One request as the server saw it: an access log line, with the request's headers.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    /// When the answer (or the failure) was produced.
+    pub at: std::time::SystemTime,
+    /// The request path.
+    pub path: String,
+    /// The status answered (0 for a dropped connection).
+    pub status: u16,
+    /// The request's headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+}
+
 /// A running site; stops when dropped.
 pub struct Site {
     /// `http://127.0.0.1:PORT/`.
     pub url: String,
     /// Fault knobs and counters.
     pub faults: Arc<SiteFaults>,
+    /// Every request, in order.
+    pub log: Arc<std::sync::Mutex<Vec<Logged>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -59,7 +74,8 @@ impl Site {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let faults = Arc::new(SiteFaults::default());
-        let state = (Arc::new(root), faults.clone());
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let state = (Arc::new(root), faults.clone(), log.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
@@ -70,7 +86,7 @@ impl Site {
                 });
             }
         });
-        Site { url: format!("http://{addr}/"), faults, task }
+        Site { url: format!("http://{addr}/"), faults, log, task }
     }
 }
 
@@ -87,7 +103,18 @@ fn hits(every: &AtomicUsize, n: usize) -> bool {
     e != 0 && n % e == 0
 }
 
-async fn serve((root, faults): (Arc<PathBuf>, Arc<SiteFaults>), req: Request<hyper::body::Incoming>) -> Result<Response<Body>, std::io::Error> {
+type State = (Arc<PathBuf>, Arc<SiteFaults>, Arc<std::sync::Mutex<Vec<Logged>>>);
+
+async fn serve((root, faults, log): State, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let path = req.uri().path().to_string();
+    let headers: Vec<(String, String)> = req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
+    let answer = respond(&root, &faults, req).await;
+    let status = answer.as_ref().map_or(0, |r| r.status().as_u16());
+    log.lock().unwrap().push(Logged { at: std::time::SystemTime::now(), path, status, headers });
+    answer
+}
+
+async fn respond(root: &std::path::Path, faults: &SiteFaults, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, std::io::Error> {
     let path = req.uri().path().to_string();
     if path == "/loop" {
         return Ok(Response::builder().status(StatusCode::FOUND).header("location", "/loop").body(Full::new(Bytes::new()).map_err(|n: Infallible| match n {}).boxed()).unwrap());
