@@ -14,6 +14,7 @@ pub mod gc;
 pub mod gc_plan;
 pub mod heartbeat;
 pub mod host;
+pub mod id;
 pub mod key;
 pub mod layout;
 pub mod lease;

@@ -7,75 +7,15 @@
 //! release rewrites its record as `dropping` before it deletes the first file, so a record that
 //! says `complete` is always whole, even after a gc was killed half-way.
 
-use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+
+pub use crate::id::{ReleaseId, ReleaseIdError};
 
 use crate::key::Key;
 use crate::layout;
 use crate::manifest::{self, FORMAT_VERSION, FileClass, Manifest, ManifestFile};
 use crate::time::Timestamp;
-
-/// A release id: 1 to 128 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct ReleaseId(String);
-
-/// Why a string is not a release id.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid release id `{0}`: use 1 to 128 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`, not ending in `.json`")]
-pub struct ReleaseIdError(pub String);
-
-impl ReleaseId {
-    /// Validates `id`.
-    pub fn new(id: impl Into<String>) -> Result<ReleaseId, ReleaseIdError> {
-        let id = id.into();
-        let ok = !id.is_empty()
-            && id.len() <= 128
-            && !id.starts_with('.')
-            && !id.starts_with('-')
-            // `<id>.json` is the record and `<id>/` the entry folder: an id ending in `.json`
-            // would make one release's entry folder collide with another's record.
-            && !id.ends_with(".json")
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-        if ok { Ok(ReleaseId(id)) } else { Err(ReleaseIdError(id)) }
-    }
-
-    /// The id a build gets from its content alone: the first 12 hex digits of its digest.
-    pub fn from_digest(digest: &str) -> ReleaseId {
-        ReleaseId(digest.chars().take(12).collect())
-    }
-
-    /// The id `publish` gives a build by default: UTC time plus the first 12 hex digits of its
-    /// digest (`20261126T043000Z-3f2a1c9b0d1e`), so ids sort by time and name their content.
-    pub fn timestamped(now: Timestamp, digest: &str) -> ReleaseId {
-        ReleaseId(format!("{}-{}", now.compact(), digest.chars().take(12).collect::<String>()))
-    }
-
-    /// The id as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ReleaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::str::FromStr for ReleaseId {
-    type Err = ReleaseIdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ReleaseId::new(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for ReleaseId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ReleaseId, D::Error> {
-        let s = String::deserialize(d)?;
-        ReleaseId::new(s).map_err(serde::de::Error::custom)
-    }
-}
 
 /// Whether a release is fully stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,13 +177,32 @@ impl ReleaseRecord {
 mod tests {
     use super::*;
 
+    fn record() -> ReleaseRecord {
+        let files = vec![ManifestFile {
+            path: Key::new("assets/a-0123abcd.js").unwrap(),
+            sha256: "0".repeat(64),
+            size: 1,
+            content_type: "text/javascript".into(),
+            cache_control: "public".into(),
+            class: FileClass::Immutable,
+        }];
+        ReleaseRecord::pending(Manifest::from_files(files, Some(ReleaseId::new("r1").unwrap())), Timestamp::parse("2026-11-29T12:00:00Z").unwrap())
+    }
+
     #[test]
-    fn ids_are_validated() {
-        assert!(ReleaseId::new("v1.2.3_rc-1").is_ok());
-        for bad in ["", "x.json", ".hidden", "-x", "a/b", "a b", "..", &"x".repeat(129)] {
-            assert!(ReleaseId::new(bad).is_err(), "{bad:?}");
-        }
-        let t = Timestamp::parse("2026-11-26T04:30:00Z").unwrap();
-        assert_eq!(ReleaseId::timestamped(t, "3f2a1c9b0d1e77").as_str(), "20261126T043000Z-3f2a1c9b0d1e");
+    fn a_record_must_agree_with_its_key_and_itself() {
+        let key = layout::record_key(&ReleaseId::new("r1").unwrap());
+        let r = record();
+        assert_eq!(ReleaseRecord::parse(&key, r.to_json().as_bytes()).unwrap(), r);
+        let other = layout::record_key(&ReleaseId::new("r2").unwrap());
+        assert!(matches!(ReleaseRecord::parse(&other, r.to_json().as_bytes()), Err(RecordError::Inconsistent { .. })));
+        let mut complete = r.clone();
+        complete.state = ReleaseState::Complete;
+        assert!(matches!(ReleaseRecord::parse(&key, complete.to_json().as_bytes()), Err(RecordError::Inconsistent { .. })), "complete needs a completion time");
+        let mut tampered = r.clone();
+        tampered.manifest.files[0].sha256 = "1".repeat(64);
+        assert!(matches!(ReleaseRecord::parse(&key, tampered.to_json().as_bytes()), Err(RecordError::Inconsistent { .. })), "the digest covers the files");
+        let newer = r.to_json().replacen("\"version\": 1", "\"version\": 99", 1);
+        assert!(matches!(ReleaseRecord::parse(&key, newer.as_bytes()), Err(RecordError::Version { found: 99, .. })));
     }
 }

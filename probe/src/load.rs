@@ -181,7 +181,7 @@ impl HttpLoader {
             }
         };
         sample.requests += 1;
-        let retried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let retried = std::sync::atomic::AtomicUsize::new(0);
         let fresh = || self.client();
         let page = match fetch(&client, &fresh, &self.url, self.headers_for(&self.url), true, Kind::Other, &retried).await {
             Ok(f) => f,
@@ -191,59 +191,45 @@ impl HttpLoader {
                 return sample;
             }
         };
-        sample.page_sha256 = Some(deskew_core::manifest::sha256_hex(&page.body));
-        let text = String::from_utf8_lossy(&page.body);
-        let (base, refs) = extract::html::references(&text);
-        let base_url = base.and_then(|b| page.url.join(&b).ok()).unwrap_or(page.url.clone());
-
-        let mut seen: HashSet<Url> = HashSet::new();
-        seen.insert(page.url.clone());
-        let mut queue: Vec<(Url, Kind)> = Vec::new();
-        let mut skipped = std::collections::BTreeMap::new();
-        let mut enqueue = |u: Url, kind: Kind, seen: &mut HashSet<Url>, queue: &mut Vec<(Url, Kind)>| {
-            let mut u = u;
-            u.set_fragment(None);
-            if !matches!(u.scheme(), "http" | "https") || !seen.insert(u.clone()) {
-                return;
-            }
-            if self.allowed(&u) {
-                queue.push((u, kind));
-            } else {
-                *skipped.entry(u.origin().ascii_serialization()).or_insert(0usize) += 1;
-            }
-        };
-        for r in refs {
-            if let Ok(u) = base_url.join(r.href.trim()) {
-                enqueue(u, r.kind, &mut seen, &mut queue);
-            }
-        }
-        let mut extra: Vec<String> = Vec::new();
+        sample.page_sha256 = Some(deskew_core::digest::sha256_hex(&page.body));
+        let mut crawl = Crawl::new(self, &page);
         if let Some(index) = &self.opts.releases {
             let index = index.read().await;
             if let Some(release) = sample.page_sha256.as_deref().and_then(|sha| index.release_of_page(sha)) {
                 sample.release = Some(release.clone());
-                extra.extend(index.assets_of(release).iter().cloned());
+                // Every asset of the page's release, the ones no page names included.
+                for p in index.assets_of(release) {
+                    if let Ok(u) = crawl.base.join(p) {
+                        crawl.enqueue(u, extract::kind_of_path(p));
+                    }
+                }
             }
         }
-        for p in &extra {
-            if let Ok(u) = base_url.join(p) {
-                let kind = extract::kind_of_path(u.path());
-                enqueue(u, kind, &mut seen, &mut queue);
-            }
-        }
+        self.fetch_all(&client, &fresh, &mut crawl, &mut sample, &retried).await;
+        sample.duration = t0.elapsed();
+        sample.retried = retried.load(std::sync::atomic::Ordering::Relaxed);
+        sample.skipped = crawl.skipped;
+        sample
+    }
 
+    /// Fetches everything `crawl` holds, at most `per_load_connections` at once, adding what
+    /// stylesheets and modules reference as they arrive.
+    async fn fetch_all(
+        &self,
+        client: &reqwest::Client,
+        fresh: &(dyn Fn() -> Result<reqwest::Client, reqwest::Error> + Sync),
+        crawl: &mut Crawl<'_>,
+        sample: &mut LoadSample,
+        retried: &std::sync::atomic::AtomicUsize,
+    ) {
         let limit = Arc::new(Semaphore::new(self.opts.per_load_connections.max(1)));
         let mut in_flight = FuturesUnordered::new();
         loop {
-            while let Some((u, kind)) = queue.pop() {
-                let client = client.clone();
-                let limit = limit.clone();
-                let retried = retried.clone();
-                let fresh = &fresh;
-                let headers = self.headers_for(&u);
+            while let Some((u, kind)) = crawl.queue.pop() {
+                let (client, limit, headers) = (client.clone(), limit.clone(), self.headers_for(&u));
                 in_flight.push(async move {
                     let _permit = limit.acquire_owned().await.expect("semaphore open");
-                    let r = fetch(&client, fresh, &u, headers, false, kind, &retried).await;
+                    let r = fetch(&client, fresh, &u, headers, false, kind, retried).await;
                     (u, kind, r)
                 });
             }
@@ -252,35 +238,68 @@ impl HttpLoader {
             match r {
                 Err(cause) => {
                     let owner = match &self.opts.releases {
-                        Some(index) => {
-                            let rel = relative_path(&base_url, &u);
-                            Some(index.read().await.owner(&rel))
-                        }
+                        Some(index) => Some(index.read().await.owner(&relative_path(&crawl.base, &u))),
                         None => None,
                     };
                     sample.failures.push(Failure { url: u.to_string(), cause, owner, at: self.epoch.elapsed() });
                 }
-                Ok(fetched) => {
-                    let kind = if kind == Kind::Other { extract::kind_of_path(u.path()) } else { kind };
-                    let body = String::from_utf8_lossy(&fetched.body);
-                    let found = match kind {
-                        Kind::Script => extract::js::references(&body),
-                        Kind::Style => extract::css::references(&body),
-                        Kind::Other => Vec::new(),
-                    };
-                    for spec in found {
-                        if let Ok(next) = fetched.url.join(&spec) {
-                            let next_kind = extract::kind_of_path(next.path());
-                            enqueue(next, next_kind, &mut seen, &mut queue);
-                        }
-                    }
-                }
+                Ok(fetched) => crawl.follow(&fetched, if kind == Kind::Other { extract::kind_of_path(u.path()) } else { kind }),
             }
         }
-        sample.duration = t0.elapsed();
-        sample.retried = retried.load(std::sync::atomic::Ordering::Relaxed);
-        sample.skipped = skipped;
-        sample
+    }
+}
+
+/// What one load still has to fetch, and what it has seen.
+struct Crawl<'a> {
+    loader: &'a HttpLoader,
+    base: Url,
+    seen: HashSet<Url>,
+    queue: Vec<(Url, Kind)>,
+    skipped: std::collections::BTreeMap<String, usize>,
+}
+
+impl<'a> Crawl<'a> {
+    /// Starts from the page: everything its HTML references.
+    fn new(loader: &'a HttpLoader, page: &Fetched) -> Crawl<'a> {
+        let text = String::from_utf8_lossy(&page.body);
+        let (base, refs) = extract::html::references(&text);
+        let base = base.and_then(|b| page.url.join(&b).ok()).unwrap_or(page.url.clone());
+        let mut crawl = Crawl { loader, base, seen: HashSet::from([page.url.clone()]), queue: Vec::new(), skipped: Default::default() };
+        for r in refs {
+            if let Ok(u) = crawl.base.join(r.href.trim()) {
+                crawl.enqueue(u, r.kind);
+            }
+        }
+        crawl
+    }
+
+    /// Queues `u` once; another origin is counted as skipped unless allowed.
+    fn enqueue(&mut self, mut u: Url, kind: Kind) {
+        u.set_fragment(None);
+        if !matches!(u.scheme(), "http" | "https") || !self.seen.insert(u.clone()) {
+            return;
+        }
+        if self.loader.allowed(&u) {
+            self.queue.push((u, kind));
+        } else {
+            *self.skipped.entry(u.origin().ascii_serialization()).or_insert(0) += 1;
+        }
+    }
+
+    /// Queues what a fetched stylesheet or module references.
+    fn follow(&mut self, fetched: &Fetched, kind: Kind) {
+        let body = String::from_utf8_lossy(&fetched.body);
+        let found = match kind {
+            Kind::Script => extract::js::references(&body),
+            Kind::Style => extract::css::references(&body),
+            Kind::Other => Vec::new(),
+        };
+        for spec in found {
+            if let Ok(next) = fetched.url.join(&spec) {
+                let next_kind = extract::kind_of_path(next.path());
+                self.enqueue(next, next_kind);
+            }
+        }
     }
 }
 

@@ -177,6 +177,107 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Everything counted over the samples of a run.
+#[derive(Default)]
+struct Tally {
+    groups: BTreeMap<(String, Cause), FailureGroup>,
+    timeline: BTreeMap<u64, (u64, u64)>,
+    releases: BTreeMap<ReleaseId, u64>,
+    requests: Requests,
+    skipped: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn of(run: &RunResult) -> Tally {
+        let mut t = Tally::default();
+        for s in &run.samples {
+            // A load counts in the second it started; a failed one is marked in the second its
+            // first request failed, as a server's log would show it.
+            t.timeline.entry(s.started.as_secs()).or_default().0 += 1;
+            if !s.ok() {
+                t.timeline.entry(s.failed_at().as_secs()).or_default().1 += 1;
+            }
+            for (origin, n) in &s.skipped {
+                *t.skipped.entry(origin.clone()).or_default() += *n as u64;
+            }
+            t.requests.total += s.requests as u64;
+            t.requests.failed += s.failures.len() as u64;
+            t.requests.retried += s.retried as u64;
+            if let Some(r) = &s.release {
+                *t.releases.entry(r.clone()).or_default() += 1;
+            }
+            for f in &s.failures {
+                t.add_failure(f, s.release.as_ref());
+            }
+        }
+        t
+    }
+
+    fn add_failure(&mut self, f: &crate::sample::Failure, release: Option<&ReleaseId>) {
+        let at = f.at.as_millis() as u64;
+        let g = self.groups.entry((f.url.clone(), f.cause.clone())).or_insert_with(|| FailureGroup {
+            url: f.url.clone(),
+            cause: f.cause.clone(),
+            count: 0,
+            first_seen_ms: at,
+            last_seen_ms: at,
+            releases: Vec::new(),
+            owner: None,
+        });
+        g.count += 1;
+        g.first_seen_ms = g.first_seen_ms.min(at);
+        g.last_seen_ms = g.last_seen_ms.max(at);
+        if let Some(r) = release.filter(|r| !g.releases.contains(r)) {
+            g.releases.push(r.clone());
+        }
+        if f.owner.is_some() {
+            g.owner = f.owner.clone();
+        }
+    }
+
+    /// Every second of the run, empty ones included.
+    fn seconds(&self, elapsed: std::time::Duration) -> Vec<Second> {
+        let last = elapsed.as_secs().max(self.timeline.keys().last().copied().unwrap_or(0));
+        (0..=last)
+            .map(|sec| {
+                let (loads, failed) = self.timeline.get(&sec).copied().unwrap_or_default();
+                Second { second: sec, loads, failed }
+            })
+            .collect()
+    }
+
+    fn failure_groups(&mut self) -> Vec<FailureGroup> {
+        let mut failures: Vec<FailureGroup> = std::mem::take(&mut self.groups).into_values().collect();
+        failures.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.url.cmp(&b.url)));
+        for g in &mut failures {
+            g.releases.sort();
+        }
+        failures
+    }
+
+    /// The origins skipped, most first, and the warning that names them.
+    fn skipped_origins(&self) -> (Vec<SkippedOrigin>, Option<String>) {
+        let mut out: Vec<SkippedOrigin> = self.skipped.iter().map(|(origin, resources)| SkippedOrigin { origin: origin.clone(), resources: *resources }).collect();
+        out.sort_by(|a, b| b.resources.cmp(&a.resources).then_with(|| a.origin.cmp(&b.origin)));
+        let warning = (!out.is_empty()).then(|| {
+            let list: Vec<String> = out.iter().take(5).map(|o| format!("{} ({})", o.origin, o.resources)).collect();
+            format!(
+                "resources on {} other origin(s) were not checked: {}{}; add --allow-origin ORIGIN (or '*') to check them",
+                out.len(),
+                list.join(", "),
+                if out.len() > 5 { ", …" } else { "" }
+            )
+        });
+        (out, warning)
+    }
+}
+
+impl Default for Requests {
+    fn default() -> Self {
+        Requests { total: 0, failed: 0, retried: 0 }
+    }
+}
+
 impl Report {
     /// Aggregates a run against an SLO of `slo_percent`.
     pub fn new(run: &RunResult, slo_percent: f64) -> Report {
@@ -185,75 +286,8 @@ impl Report {
         let success_percent = if total == 0 { 0.0 } else { (total - failed) as f64 * 100.0 / total as f64 };
         let mut durations: Vec<u64> = run.samples.iter().map(|s| s.duration.as_millis() as u64).collect();
         durations.sort_unstable();
-        let mut groups: BTreeMap<(String, Cause), FailureGroup> = BTreeMap::new();
-        let mut timeline: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-        let mut releases: BTreeMap<ReleaseId, u64> = BTreeMap::new();
-        let mut requests = Requests { total: 0, failed: 0, retried: 0 };
-        let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
-        for s in &run.samples {
-            // A load counts in the second it started; a failed one is marked in the second its
-            // first request failed, as a server's log would show it.
-            timeline.entry(s.started.as_secs()).or_default().0 += 1;
-            if !s.ok() {
-                timeline.entry(s.failed_at().as_secs()).or_default().1 += 1;
-            }
-            for (origin, n) in &s.skipped {
-                *skipped.entry(origin.clone()).or_default() += *n as u64;
-            }
-            requests.total += s.requests as u64;
-            requests.failed += s.failures.len() as u64;
-            requests.retried += s.retried as u64;
-            if let Some(r) = &s.release {
-                *releases.entry(r.clone()).or_default() += 1;
-            }
-            for f in &s.failures {
-                let at = f.at.as_millis() as u64;
-                let g = groups.entry((f.url.clone(), f.cause.clone())).or_insert_with(|| FailureGroup {
-                    url: f.url.clone(),
-                    cause: f.cause.clone(),
-                    count: 0,
-                    first_seen_ms: at,
-                    last_seen_ms: at,
-                    releases: Vec::new(),
-                    owner: None,
-                });
-                g.count += 1;
-                g.first_seen_ms = g.first_seen_ms.min(at);
-                g.last_seen_ms = g.last_seen_ms.max(at);
-                if let Some(r) = &s.release {
-                    if !g.releases.contains(r) {
-                        g.releases.push(r.clone());
-                    }
-                }
-                if f.owner.is_some() {
-                    g.owner = f.owner.clone();
-                }
-            }
-        }
-        let seconds = run.elapsed.as_secs();
-        let timeline = (0..=seconds.max(timeline.keys().last().copied().unwrap_or(0)))
-            .map(|sec| {
-                let (loads, failed) = timeline.get(&sec).copied().unwrap_or_default();
-                Second { second: sec, loads, failed }
-            })
-            .collect();
-        let mut failures: Vec<FailureGroup> = groups.into_values().collect();
-        failures.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.url.cmp(&b.url)));
-        for g in &mut failures {
-            g.releases.sort();
-        }
-        let mut skipped_origins: Vec<SkippedOrigin> = skipped.into_iter().map(|(origin, resources)| SkippedOrigin { origin, resources }).collect();
-        skipped_origins.sort_by(|a, b| b.resources.cmp(&a.resources).then_with(|| a.origin.cmp(&b.origin)));
-        let mut warnings = run.warnings.clone();
-        if !skipped_origins.is_empty() {
-            let list: Vec<String> = skipped_origins.iter().take(5).map(|o| format!("{} ({})", o.origin, o.resources)).collect();
-            warnings.push(format!(
-                "resources on {} other origin(s) were not checked: {}{}; add --allow-origin ORIGIN (or '*') to check them",
-                skipped_origins.len(),
-                list.join(", "),
-                if skipped_origins.len() > 5 { ", …" } else { "" }
-            ));
-        }
+        let mut tally = Tally::of(run);
+        let (skipped_origins, skipped_warning) = tally.skipped_origins();
         let traffic = match &run.traffic {
             Traffic::Closed { concurrency } => TrafficReport { model: "closed", concurrency: Some(*concurrency), rate: None },
             Traffic::Open { rate, .. } => TrafficReport { model: "open", concurrency: None, rate: Some(*rate) },
@@ -269,7 +303,7 @@ impl Report {
             command: run.command.clone(),
             interrupted: run.interrupted,
             loads: Loads { total, ok: total - failed, failed, success_percent },
-            requests,
+            requests: tally.requests.clone(),
             slo: Slo { target_percent: slo_percent, met: total > 0 && success_percent >= slo_percent },
             latency_ms: Latency {
                 p50: percentile(&durations, 50.0),
@@ -277,11 +311,11 @@ impl Report {
                 p99: percentile(&durations, 99.0),
                 max: durations.last().copied().unwrap_or(0),
             },
-            failures,
-            timeline,
-            releases_seen: releases.into_iter().map(|(release, loads)| ReleaseSeen { release, loads }).collect(),
+            failures: tally.failure_groups(),
+            timeline: tally.seconds(run.elapsed),
+            releases_seen: tally.releases.iter().map(|(release, loads)| ReleaseSeen { release: release.clone(), loads: *loads }).collect(),
             dropped_starts: run.dropped_starts as u64,
-            warnings,
+            warnings: run.warnings.iter().cloned().chain(skipped_warning).collect(),
             browser: run.browser.clone(),
             skipped_origins,
         }

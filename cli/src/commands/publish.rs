@@ -59,23 +59,10 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
     if manifest.of_class(FileClass::Entry).next().is_none() {
         printer.warn(format_args!("no entry file (`*.html` or --entry) in `{}`", a.dist.display()));
     }
-    // A dry run writes nothing, not even the store's directory; a directory that does not exist
-    // yet is an empty store for it.
-    let store: Box<dyn deskew_core::Store> = if a.dry_run {
-        match stores::open(&a.store, Create::No, Access::Read).await {
-            Ok(s) => s,
-            Err(e) => match missing_store(&e) {
-                Some(url) => Box::new(deskew_core::store::memory::MemStore::with_url(&url)),
-                None => return Err(e),
-            },
-        }
-    } else {
-        stores::open(&a.store, Create::Yes, Access::Write).await?
-    };
+    let store = open_store(&a).await?;
     let policy = super::policy(a.keep, &a.retention).map(|p| Policy { published: Some(manifest.release.clone()), ..p });
     let release = manifest.release.clone();
     printer.status(if a.dry_run { "Planning" } else { "Publishing" }, format_args!("release {release} to {}", store.url()));
-
     let bar = Bar { bar: printer.bytes_bar(manifest.total.bytes, "Uploading"), printer, stored: 0.into() };
     let opts = PublishOptions {
         dry_run: a.dry_run,
@@ -86,59 +73,11 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
         cancel: signals.cancel.clone(),
         ..PublishOptions::default()
     };
-    let source = DirSource::new(&a.dist);
-    let report = publish::publish(store.as_ref(), host.as_ref(), &source, manifest, &opts, &bar)
+    let report = publish::publish(store.as_ref(), host.as_ref(), &DirSource::new(&a.dist), manifest, &opts, &bar)
         .await
         .with_context(|| format!("failed to publish release `{release}` to {}", store.url()))?;
     bar.bar.finish_and_clear();
-    for c in &report.conflicts {
-        let ids: Vec<String> = c.releases.iter().map(|r| format!("`{r}`")).collect();
-        printer.warn(format_args!(
-            "`{}` changes in place: clients of {} will now get the new content",
-            c.path,
-            ids.join(", ")
-        ));
-    }
-    for w in &report.warnings {
-        printer.warn(w);
-    }
-    if report.repaired > 0 {
-        printer.detail(format_args!("{} files vanished while publishing (a concurrent gc?) and were uploaded again", report.repaired));
-    }
-    match report.outcome {
-        Outcome::AlreadyComplete => printer.status("Unchanged", format_args!("release {release} is already complete in the store")),
-        Outcome::Repaired => printer.status(
-            "Repaired",
-            format_args!("release {release}: {} missing or damaged files uploaded again; it checks whole now", report.uploaded),
-        ),
-        Outcome::DryRun => {
-            for k in &report.uploaded_keys {
-                printer.detail(format_args!("would upload {k}"));
-            }
-            printer.status(
-                "Dry run",
-                format_args!(
-                    "{} files, would upload {} ({}), {} already stored",
-                    report.files,
-                    report.uploaded,
-                    bytes(report.uploaded_bytes),
-                    report.skipped
-                ),
-            );
-        }
-        Outcome::Published => printer.status(
-            "Published",
-            format_args!(
-                "release {release}: {} files, {} uploaded ({}), {} already stored, in {:.2}s",
-                report.files,
-                report.uploaded,
-                bytes(report.uploaded_bytes),
-                report.skipped,
-                started.elapsed().as_secs_f64()
-            ),
-        ),
-    }
-
+    print_report(&report, printer, started);
     let gc_report = match (&policy, report.outcome) {
         (Some(policy), Outcome::Published | Outcome::AlreadyComplete | Outcome::Repaired) => {
             let opts = GcOptions { policy: policy.clone(), max_delete: a.max_delete, cancel: signals.cancel.clone(), ..GcOptions::default() };
@@ -151,15 +90,51 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
         _ => None,
     };
     if a.json {
-        printer.json(&Output {
-            version: 1,
-            store: store.url(),
-            publish: &report,
-            gc: gc_report.as_ref(),
-            duration_ms: started.elapsed().as_millis(),
-        })?;
+        printer.json(&Output { version: 1, store: store.url(), publish: &report, gc: gc_report.as_ref(), duration_ms: started.elapsed().as_millis() })?;
     }
     Ok(Status::Ok)
+}
+
+/// The store; for a dry run, read-only, and a directory that does not exist yet is an empty
+/// store (a dry run writes nothing, not even the directory).
+async fn open_store(a: &PublishArgs) -> Result<Box<dyn deskew_core::Store>> {
+    if !a.dry_run {
+        return stores::open(&a.store, Create::Yes, Access::Write).await;
+    }
+    match stores::open(&a.store, Create::No, Access::Read).await {
+        Ok(s) => Ok(s),
+        Err(e) => match missing_store(&e) {
+            Some(url) => Ok(Box::new(deskew_core::store::memory::MemStore::with_url(&url))),
+            None => Err(e),
+        },
+    }
+}
+
+/// Warnings, then the one-line outcome.
+fn print_report(report: &PublishReport, printer: &Printer, started: Instant) {
+    let release = &report.release;
+    for c in &report.conflicts {
+        let ids: Vec<String> = c.releases.iter().map(|r| format!("`{r}`")).collect();
+        printer.warn(format_args!("`{}` changes in place: clients of {} will now get the new content", c.path, ids.join(", ")));
+    }
+    for w in &report.warnings {
+        printer.warn(w);
+    }
+    if report.repaired > 0 {
+        printer.detail(format_args!("{} files vanished while publishing (a concurrent gc?) and were uploaded again", report.repaired));
+    }
+    let sizes = format!("{} uploaded ({}), {} already stored", report.uploaded, bytes(report.uploaded_bytes), report.skipped);
+    match report.outcome {
+        Outcome::AlreadyComplete => printer.status("Unchanged", format_args!("release {release} is already complete in the store")),
+        Outcome::Repaired => printer.status("Repaired", format_args!("release {release}: {} missing or damaged files uploaded again; it checks whole now", report.uploaded)),
+        Outcome::DryRun => {
+            for k in &report.uploaded_keys {
+                printer.detail(format_args!("would upload {k}"));
+            }
+            printer.status("Dry run", format_args!("{} files, would upload {} ({}), {} already stored", report.files, report.uploaded, bytes(report.uploaded_bytes), report.skipped));
+        }
+        Outcome::Published => printer.status("Published", format_args!("release {release}: {} files, {sizes}, in {:.2}s", report.files, started.elapsed().as_secs_f64())),
+    }
 }
 
 /// The URL of a store that does not exist yet (a directory), from the error opening it.

@@ -48,6 +48,7 @@ fn assert_no_browser_left(profile_marker: &str) {
 /// navigation: HTTP mode cannot know it; browser mode with --visit catches its 404.
 #[test]
 fn runtime_chunk_after_navigation_is_caught_only_by_browser_visit() {
+    deskew_testkit::require!(Chromium);
     let rt = rt();
     let t = runtime_chunks(true);
     let site = rt.block_on(Site::start(t.path("site")));
@@ -74,6 +75,7 @@ fn runtime_chunk_after_navigation_is_caught_only_by_browser_visit() {
 /// A page that throws and logs an error on load is a failed load, with the messages.
 #[test]
 fn exceptions_and_console_errors_fail_the_load() {
+    deskew_testkit::require!(Chromium);
     let rt = rt();
     let t = runtime_chunks(false);
     let site = rt.block_on(Site::start(t.path("site")));
@@ -89,6 +91,7 @@ fn exceptions_and_console_errors_fail_the_load() {
 /// The same app with the chunk present passes, with the visit.
 #[test]
 fn a_whole_app_passes_in_browser_mode() {
+    deskew_testkit::require!(Chromium);
     let rt = rt();
     let t = runtime_chunks(false);
     let site = rt.block_on(Site::start(t.path("site")));
@@ -119,6 +122,7 @@ fn missing_chromium_says_how_to_install_it() {
 /// leak of contexts) and the peak is in the report.
 #[test]
 fn soak_memory_is_stable() {
+    deskew_testkit::require!(Chromium);
     let rt = rt();
     let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v2")));
     let t = Scratch::new();
@@ -182,6 +186,7 @@ fn main_browser_pid(marker: &str) -> Option<u32> {
 /// and counts the restart; nothing is left running.
 #[test]
 fn a_crashed_browser_is_restarted_and_reported() {
+    deskew_testkit::require!(Chromium);
     let rt = rt();
     let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
     let t = Scratch::new();
@@ -206,6 +211,7 @@ fn a_crashed_browser_is_restarted_and_reported() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_the_browser() {
+    deskew_testkit::require!(Chromium);
     let rt = rt();
     let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
     let t = Scratch::new();
@@ -226,6 +232,7 @@ fn ctrl_c_stops_the_browser() {
 /// as in HTTP mode.
 #[test]
 fn store_mode_names_releases_in_browser_mode() {
+    deskew_testkit::require!(Chromium);
     let rt = rt();
     let t = Scratch::new();
     run_ok(&["publish", &fixture("v1"), "--store", &t.store(), "--release", "v1"]);
@@ -261,6 +268,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// the cookies and localStorage of a Playwright storage state (an app behind a login).
 #[test]
 fn headers_cookies_and_storage_state_in_the_browser() {
+    deskew_testkit::require!(Chromium);
     let rt = rt();
     let t = Scratch::new();
     std::fs::create_dir_all(t.path("site")).unwrap();

@@ -125,31 +125,37 @@ fn s3(flavour: &str) {
 
 #[test]
 fn image_mode_per_connection_balancer_breaks() {
+    deskew_testkit::require!(Nginx);
     image("conn");
 }
 
 #[test]
 fn image_mode_per_request_balancer_breaks() {
+    deskew_testkit::require!(Nginx);
     image("request");
 }
 
 #[test]
 fn volume_mode_per_connection_balancer_has_zero_downtime() {
+    deskew_testkit::require!(Nginx);
     volume("conn");
 }
 
 #[test]
 fn volume_mode_per_request_balancer_has_zero_downtime() {
+    deskew_testkit::require!(Nginx);
     volume("request");
 }
 
 #[test]
 fn s3_mode_per_connection_balancer_has_zero_downtime() {
+    deskew_testkit::require!(Nginx, S3);
     s3("conn");
 }
 
 #[test]
 fn s3_mode_per_request_balancer_has_zero_downtime() {
+    deskew_testkit::require!(Nginx, S3);
     s3("request");
 }
 
@@ -159,6 +165,7 @@ const BROWSER: &[&str] = &["--mode", "browser", "--idle", "200", "--visit", "#/a
 
 #[test]
 fn browser_mode_image_lab_breaks() {
+    deskew_testkit::require!(Nginx, Chromium);
     for _ in 0..3 {
         let lab = Lab::up("image", "request", "");
         let r = lab.probe_rollout_with(BROWSER, "1.0");
@@ -169,6 +176,7 @@ fn browser_mode_image_lab_breaks() {
 
 #[test]
 fn browser_mode_volume_lab_has_zero_downtime() {
+    deskew_testkit::require!(Nginx, Chromium);
     for _ in 0..3 {
         let t = Scratch::new();
         publish_both(&t.store(), &[]);

@@ -112,6 +112,7 @@ fn store_mode_fetches_every_asset_of_the_release() {
 
 #[test]
 fn reports_junit_and_html() {
+    deskew_testkit::require!(Chromium);
     let rt = rt();
     let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v2")));
     site.faults.not_found_every.store(10, Ordering::SeqCst);

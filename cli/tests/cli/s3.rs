@@ -35,6 +35,7 @@ fn run_s3(s3: &S3, endpoint: &str, args: &[&str]) -> Run {
 
 #[test]
 fn publish_gc_verify_round_trip() {
+    deskew_testkit::require!(S3);
     let s3 = server();
     let url = format!("s3://{}/{}", s3.bucket, deskew_testkit::unique_prefix("cli"));
     for v in ["v1", "v2", "v3"] {
@@ -52,6 +53,7 @@ fn publish_gc_verify_round_trip() {
 
 #[test]
 fn wrong_credentials_fail_clearly_and_never_print_the_secret() {
+    deskew_testkit::require!(S3);
     let s3 = server();
     let url = format!("s3://{}/{}", s3.bucket, deskew_testkit::unique_prefix("creds"));
     let wrong_secret = "wrong-secret-value-that-must-not-leak";
@@ -70,6 +72,7 @@ fn wrong_credentials_fail_clearly_and_never_print_the_secret() {
 
 #[test]
 fn missing_bucket_unreachable_endpoint_and_bad_urls() {
+    deskew_testkit::require!(S3);
     let s3 = server();
     let r = run_s3(&s3, &s3.endpoint, &["gc", "--store", "s3://no-such-bucket/app", "--keep", "1"]);
     assert_eq!(r.code, 2);
@@ -114,6 +117,7 @@ fn missing_bucket_unreachable_endpoint_and_bad_urls() {
 /// AWS_CA_BUNDLE (as these machines export it) is honoured for an HTTPS endpoint.
 #[test]
 fn aws_ca_bundle_env_is_honoured() {
+    deskew_testkit::require!(S3);
     let s3 = server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -136,6 +140,7 @@ fn aws_ca_bundle_env_is_honoured() {
 /// the server comes back; the rerun completes and verify finds every file.
 #[test]
 fn server_stopped_mid_publish_then_rerun_completes() {
+    deskew_testkit::require!(S3);
     let root = deskew_testkit::fixtures::repo_root();
     let script = root.join("tests/s3/seaweedfs.sh");
     let dir = tempfile::tempdir().unwrap();

@@ -168,6 +168,7 @@ fn soak_directory_store() {
 
 #[test]
 fn soak_seaweedfs() {
+    deskew_testkit::require!(S3);
     let (endpoint, bucket, key, secret) = deskew_testkit::s3_server();
     let t = Target {
         store: format!("s3://{bucket}/{}", deskew_testkit::unique_prefix("soak")),

@@ -39,6 +39,7 @@ async fn publish_fixture(store: &dyn Store, version: &str) -> Manifest {
 
 #[tokio::test]
 async fn seaweedfs_honours_create_only_writes() {
+    deskew_testkit::require!(S3);
     let store = connect(&endpoint(), &deskew_testkit::unique_prefix("caps")).await.unwrap();
     assert!(store.capabilities().create_only, "SeaweedFS refuses a second If-None-Match: * write; the probe must see that");
 }
@@ -47,6 +48,7 @@ async fn seaweedfs_honours_create_only_writes() {
 /// pretend it holds a lease there.
 #[tokio::test]
 async fn a_server_ignoring_conditional_writes_is_detected() {
+    deskew_testkit::require!(S3);
     let proxy = FaultProxy::start(&endpoint()).await;
     proxy.faults.ignore_conditional_puts.store(true, Ordering::SeqCst);
     let store = connect(&proxy.url, &deskew_testkit::unique_prefix("nocas")).await.unwrap();
@@ -62,6 +64,7 @@ async fn a_server_ignoring_conditional_writes_is_detected() {
 /// independent client: the AWS CLI.
 #[tokio::test]
 async fn objects_carry_headers_read_back_by_the_aws_cli() {
+    deskew_testkit::require!(S3);
     let (ep, bucket, key, secret) = deskew_testkit::s3_server();
     let prefix = deskew_testkit::unique_prefix("headers");
     let store = connect(&ep, &prefix).await.unwrap();
@@ -103,6 +106,7 @@ async fn objects_carry_headers_read_back_by_the_aws_cli() {
 /// A large file goes up in parts and comes back whole, with its sha256 as metadata.
 #[tokio::test]
 async fn large_files_use_multipart() {
+    deskew_testkit::require!(S3);
     let store = connect(&endpoint(), &deskew_testkit::unique_prefix("multipart")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.bin");
@@ -122,6 +126,7 @@ async fn large_files_use_multipart() {
 /// Throttling (503 SlowDown) for a while: the SDK's bounded retries ride it out.
 #[tokio::test]
 async fn publish_survives_throttling() {
+    deskew_testkit::require!(S3);
     let proxy = FaultProxy::start(&endpoint()).await;
     let store = connect(&proxy.url, &deskew_testkit::unique_prefix("slowdown")).await.unwrap();
     // Four 503s in a row land on one request (the first listing) and on the ones after it.
@@ -134,6 +139,7 @@ async fn publish_survives_throttling() {
 /// Throttling that never ends fails the publish (bounded retries), leaving a pending record.
 #[tokio::test]
 async fn endless_throttling_fails_bounded() {
+    deskew_testkit::require!(S3);
     let proxy = FaultProxy::start(&endpoint()).await;
     let (_, bucket, _, _) = deskew_testkit::s3_server();
     let o = S3Options { max_attempts: 3, ..opts(&proxy.url) };
@@ -152,6 +158,7 @@ async fn endless_throttling_fails_bounded() {
 /// HTTPS with a custom CA bundle: trusted with the bundle, refused without it.
 #[tokio::test]
 async fn https_endpoint_with_custom_ca() {
+    deskew_testkit::require!(S3);
     let dir = tempfile::tempdir().unwrap();
     let ca = deskew_testkit::tls::make_test_ca(&dir.path().join("ca"));
     let proxy = FaultProxy::start_tls(&endpoint(), &ca.cert_pem, &ca.key_pem).await;

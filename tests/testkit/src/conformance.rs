@@ -41,7 +41,10 @@ pub struct TestStore {
 #[macro_export]
 macro_rules! conformance_suite {
     ($make:path, $race_iterations:expr) => {
-        $crate::conformance_suite!(@cases $make;
+        $crate::conformance_suite!($make, $race_iterations, require = );
+    };
+    ($make:path, $race_iterations:expr, require = $($service:ident)?) => {
+        $crate::conformance_suite!(@cases $make; [$($service)?];
             round_trip, dedupe, retention_by_count, retention_by_age, pins, gc_fails_closed_on_corrupt_record,
             crash_then_rerun, escaping_record_is_rejected, unreferenced_files_wait_for_grace,
             max_delete_refuses, create_only_is_exclusive, mutable_conflict, republish_uploads_nothing_and_becomes_newest,
@@ -50,19 +53,25 @@ macro_rules! conformance_suite {
             guard_refuses_commit, not_a_store_is_refused, nested_store_left_alone, lease_takeover_is_exclusive);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_publish_and_gc() {
+            $crate::conformance_suite!(@require [$($service)?]);
             let t = $make().await;
             $crate::conformance::concurrent_publish_and_gc(t.store.as_ref(), $race_iterations).await;
         }
     };
-    (@cases $make:path; $($case:ident),*) => {
+    (@cases $make:path; $require:tt; $($case:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
+                $crate::conformance_suite!(@require $require);
                 let t = $make().await;
                 $crate::conformance::$case(t.store.as_ref()).await;
             }
         )*
     };
+    (@require [$service:ident]) => {
+        $crate::require!($service);
+    };
+    (@require []) => {};
 }
 
 fn id(s: &str) -> ReleaseId {

@@ -39,5 +39,5 @@ mod s3 {
         TestStore { store: Box::new(store), guard: Box::new(()) }
     }
 
-    deskew_testkit::conformance_suite!(make, 40);
+    deskew_testkit::conformance_suite!(make, 40, require = S3);
 }
