@@ -4,8 +4,9 @@
 //! Exit codes are the same for every command: see [`exit`].
 
 mod args;
-mod commands;
+pub(crate) mod commands;
 mod exit;
+pub mod formats;
 mod printer;
 mod signals;
 mod stores;

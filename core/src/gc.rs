@@ -75,7 +75,7 @@ impl Default for GcOptions {
 }
 
 /// What a GC did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct GcReport {
     /// The plan it carried out (or would, with `dry_run`).
     pub plan: GcPlan,

@@ -30,7 +30,7 @@ use crate::time::Timestamp;
 pub const TEMP_MIN_AGE: Duration = Duration::from_secs(3600);
 
 /// Why an object is to be deleted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum DeleteReason {
     /// Referenced only by dropped releases.
@@ -45,7 +45,7 @@ pub enum DeleteReason {
 }
 
 /// One planned delete.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PlannedDelete {
     /// The object.
     pub key: Key,
@@ -56,7 +56,7 @@ pub struct PlannedDelete {
 }
 
 /// The plan of a GC run.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct GcPlan {
     /// The verdict on every release.
     pub releases: Vec<Decision>,

@@ -83,3 +83,18 @@ mod tests {
     }
 
 }
+
+impl schemars::JsonSchema for ReleaseId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReleaseId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A release id: 1 to 128 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`, not ending in `.json`.",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$",
+            "not": { "pattern": "\\.json$" }
+        })
+    }
+}

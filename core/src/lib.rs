@@ -25,6 +25,7 @@ pub mod progress;
 pub mod publish;
 pub mod release;
 pub mod retention;
+pub mod schema;
 pub mod store;
 pub mod time;
 pub mod verify;

@@ -18,7 +18,7 @@ use crate::manifest::{self, FORMAT_VERSION, FileClass, Manifest, ManifestFile};
 use crate::time::Timestamp;
 
 /// Whether a release is fully stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReleaseState {
     /// Being published, or a publish that crashed: some files may be missing.
@@ -42,9 +42,10 @@ impl ReleaseState {
 }
 
 /// A release record, stored at `.deskew/releases/<id>.json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleaseRecord {
     /// Format version, [`FORMAT_VERSION`].
+    #[schemars(schema_with = "crate::schema::format_version")]
     pub version: u32,
     /// The release id; equals the record's file name and `manifest.release`.
     pub release: ReleaseId,

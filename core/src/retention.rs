@@ -67,7 +67,7 @@ pub enum RetentionError {
 }
 
 /// Why a release is kept or dropped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// Just published by this publish.
@@ -114,7 +114,7 @@ impl Reason {
 }
 
 /// The verdict on one release.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Decision {
     /// The release.
     pub release: ReleaseId,

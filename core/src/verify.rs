@@ -14,7 +14,7 @@ use crate::release::{ReleaseId, ReleaseRecord};
 use crate::store::{Store, StoreError};
 
 /// What is wrong with a file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Problem {
     /// Not in the store.
@@ -32,7 +32,7 @@ pub enum Problem {
 }
 
 /// A file of a release that is not as recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     /// The release.
     pub release: ReleaseId,
@@ -45,7 +45,7 @@ pub struct Finding {
 }
 
 /// The result of a verify.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct VerifyReport {
     /// Releases checked.
     pub releases: Vec<ReleaseId>,

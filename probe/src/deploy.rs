@@ -29,7 +29,7 @@ pub enum Until {
 }
 
 /// What happened to the deploy command.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CommandRecord {
     /// The command line.
     pub argv: Vec<String>,

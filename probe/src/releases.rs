@@ -9,7 +9,7 @@ use deskew_core::{FileClass, ReleaseId, Store, StoreError};
 use serde::Serialize;
 
 /// Whom a path belongs to, among the releases the store holds or held while probing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Owner {
     /// A release whose record is in the store now.

@@ -18,8 +18,12 @@ use crate::traffic::Traffic;
 /// Report format version.
 pub const REPORT_VERSION: u32 = 1;
 
+fn report_version(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    deskew_core::schema::version(REPORT_VERSION)
+}
+
 /// Loads and their outcome.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Loads {
     /// Loads made.
     pub total: u64,
@@ -32,7 +36,7 @@ pub struct Loads {
 }
 
 /// Requests over all loads.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Requests {
     /// Requests made.
     pub total: u64,
@@ -44,7 +48,7 @@ pub struct Requests {
 }
 
 /// The service level objective and whether it was met.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Slo {
     /// Required success percentage.
     pub target_percent: f64,
@@ -53,7 +57,7 @@ pub struct Slo {
 }
 
 /// Page-load latency.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Latency {
     /// Median.
     pub p50: u64,
@@ -66,7 +70,7 @@ pub struct Latency {
 }
 
 /// Failed requests with the same URL and cause.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct FailureGroup {
     /// The URL.
     pub url: String,
@@ -85,7 +89,7 @@ pub struct FailureGroup {
 }
 
 /// One second of the run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Second {
     /// Seconds since start.
     pub second: u64,
@@ -96,7 +100,7 @@ pub struct Second {
 }
 
 /// Loads per release (with a store).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ReleaseSeen {
     /// The release.
     pub release: ReleaseId,
@@ -105,7 +109,7 @@ pub struct ReleaseSeen {
 }
 
 /// The traffic model, as reported.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TrafficReport {
     /// `closed` or `open`.
     pub model: &'static str,
@@ -116,9 +120,10 @@ pub struct TrafficReport {
 }
 
 /// The whole report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Report {
-    /// Format version.
+    /// Format version, [`REPORT_VERSION`].
+    #[schemars(schema_with = "report_version")]
     pub version: u32,
     /// The deskew that wrote it.
     pub tool: String,
@@ -161,7 +166,7 @@ pub struct Report {
 }
 
 /// Resources on one origin the probe did not fetch.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SkippedOrigin {
     /// The origin (`https://cdn.example.com`).
     pub origin: String,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::releases::Owner;
 
 /// Why one request of a load failed.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Cause {
     /// The server answered with an error status.

@@ -11,8 +11,9 @@ use crate::args::GcArgs;
 use crate::printer::{Printer, bytes};
 use crate::stores::{self, Access, Create};
 
-#[derive(Serialize)]
-struct Output<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Output<'a> {
+    #[schemars(schema_with = "crate::formats::gc_version")]
     version: u32,
     store: &'a str,
     #[serde(flatten)]
@@ -63,7 +64,7 @@ pub async fn run(a: GcArgs, printer: &Printer, signals: &crate::signals::Signals
     }
     print_summary(&report, printer);
     if a.json {
-        printer.json(&Output { version: 1, store: store.url(), report: &report })?;
+        printer.json(&Output { version: crate::formats::GC, store: store.url(), report: &report })?;
     }
     Ok(Status::Ok)
 }

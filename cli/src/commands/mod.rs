@@ -1,12 +1,12 @@
 //! One module per subcommand, plus what they share.
 
-mod gc;
+pub(crate) mod gc;
 mod init;
 mod manifest;
 mod probe;
-mod publish;
-mod releases;
-mod verify;
+pub(crate) mod publish;
+pub(crate) mod releases;
+pub(crate) mod verify;
 
 use anyhow::{Context, Result};
 use deskew_core::classify::Classifier;

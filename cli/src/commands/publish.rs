@@ -19,8 +19,9 @@ use crate::printer::{Printer, bytes};
 use crate::stores::{self, Access, Create};
 
 /// `--json` output.
-#[derive(Serialize)]
-struct Output<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Output<'a> {
+    #[schemars(schema_with = "crate::formats::publish_version")]
     version: u32,
     store: &'a str,
     publish: &'a PublishReport,
@@ -90,7 +91,7 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
         _ => None,
     };
     if a.json {
-        printer.json(&Output { version: 1, store: store.url(), publish: &report, gc: gc_report.as_ref(), duration_ms: started.elapsed().as_millis() })?;
+        printer.json(&Output { version: crate::formats::PUBLISH, store: store.url(), publish: &report, gc: gc_report.as_ref(), duration_ms: started.elapsed().as_millis() })?;
     }
     Ok(Status::Ok)
 }

@@ -13,8 +13,8 @@ use crate::args::ReleasesArgs;
 use crate::printer::{Printer, bytes};
 use crate::stores::{self, Access, Create};
 
-#[derive(Serialize)]
-struct Row {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Row {
     release: ReleaseId,
     state: ReleaseState,
     created: Timestamp,
@@ -28,8 +28,9 @@ struct Row {
     reason: Reason,
 }
 
-#[derive(Serialize)]
-struct Output<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Output<'a> {
+    #[schemars(schema_with = "crate::formats::releases_version")]
     version: u32,
     store: &'a str,
     releases: Vec<Row>,
@@ -64,7 +65,7 @@ pub async fn run(a: ReleasesArgs, printer: &Printer) -> Result<Status> {
         printer.warn(format_args!("unreadable record: {u}"));
     }
     if a.json {
-        printer.json(&Output { version: 1, store: store.url(), releases: rows, unreadable })?;
+        printer.json(&Output { version: crate::formats::RELEASES, store: store.url(), releases: rows, unreadable })?;
         return Ok(Status::Ok);
     }
     if rows.is_empty() {

@@ -14,8 +14,9 @@ use crate::args::VerifyArgs;
 use crate::printer::{Printer, bytes};
 use crate::stores::{self, Access, Create};
 
-#[derive(Serialize)]
-struct Output<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Output<'a> {
+    #[schemars(schema_with = "crate::formats::verify_version")]
     version: u32,
     store: &'a str,
     ok: bool,
@@ -88,7 +89,7 @@ pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
         printer.status("Failed", msg);
     }
     if a.json {
-        printer.json(&Output { version: 1, store: store.url(), ok, report: &report })?;
+        printer.json(&Output { version: crate::formats::VERIFY, store: store.url(), ok, report: &report })?;
     }
     Ok(if ok { Status::Ok } else { Status::CheckFailed })
 }

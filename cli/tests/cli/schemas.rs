@@ -26,3 +26,25 @@ fn schemas_reject_wrong_output() {
     bad["files"][0]["class"] = "hashed".into();
     assert!(std::panic::catch_unwind(|| assert_schema("manifest", &bad)).is_err());
 }
+
+/// The committed schemas are the ones the Rust types generate: a field added, renamed or retyped
+/// without its schema fails here. `UPDATE_SCHEMAS=1` rewrites them.
+#[test]
+fn committed_schemas_match_the_types() {
+    let dir = deskew_testkit::fixtures::repo_root().join("schemas");
+    let update = std::env::var("UPDATE_SCHEMAS").is_ok_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for (name, generated) in deskew_cli::formats::schemas() {
+        let path = dir.join(format!("{name}.schema.json"));
+        let committed: Option<serde_json::Value> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        if committed.as_ref() == Some(&generated) {
+            continue;
+        }
+        if update {
+            std::fs::write(&path, serde_json::to_string_pretty(&generated).unwrap() + "\n").unwrap();
+        } else {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(stale.is_empty(), "out of date: {stale:?}; run `UPDATE_SCHEMAS=1 cargo test -p deskew-cli schemas` and commit them");
+}

@@ -21,7 +21,7 @@ pub use build::{BuildOptions, ManifestError};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// How a file is served and kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileClass {
     /// Served by each pod from its own image, changes in place (`index.html`).
@@ -44,7 +44,7 @@ impl FileClass {
 }
 
 /// One file of a build.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ManifestFile {
     /// Path relative to the build directory, `/`-separated.
     pub path: Key,
@@ -61,7 +61,7 @@ pub struct ManifestFile {
 }
 
 /// Files and bytes of a manifest.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Totals {
     /// Number of files.
     pub files: u64,
@@ -70,9 +70,10 @@ pub struct Totals {
 }
 
 /// The manifest of one build.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Manifest {
     /// Format version, [`FORMAT_VERSION`].
+    #[schemars(schema_with = "crate::schema::format_version")]
     pub version: u32,
     /// The deskew that wrote it.
     pub tool: String,

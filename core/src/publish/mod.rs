@@ -94,7 +94,7 @@ impl Default for PublishOptions {
 }
 
 /// How a publish ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// The release is now complete in the store.
@@ -109,7 +109,7 @@ pub enum Outcome {
 }
 
 /// A mutable file whose stored content this publish replaces while kept releases still serve it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Conflict {
     /// The file.
     pub path: Key,
@@ -120,7 +120,7 @@ pub struct Conflict {
 }
 
 /// What a publish did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct PublishReport {
     /// The release.
     pub release: ReleaseId,

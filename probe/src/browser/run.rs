@@ -17,7 +17,7 @@ use crate::releases::ReleaseIndex;
 use crate::sample::{Cause, Failure, LoadSample};
 
 /// What browser mode adds to a run.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct BrowserStats {
     /// The browser's version string.
     pub version: String,
