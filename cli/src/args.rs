@@ -60,15 +60,116 @@ pub enum Command {
     /// The deployment downtime test: load the page and everything it needs, continuously,
     /// for a duration or around a deploy command; exit 1 if the SLO is missed.
     #[command(after_help = "Example:\n  deskew probe https://web.example/ --concurrency 8 --report probe.json -- kubectl rollout status deploy/web\n\nExit codes: 0 SLO met, 1 SLO missed (failed loads), 2 usage, 3 the deploy command failed, 4 the page or the store unreachable, 129/130/143 interrupted (reports written, the deploy command's process group stopped).")]
-    Probe(ProbeArgs),
+    Probe(Box<ProbeCommand>),
+    /// See the outage deskew prevents, and the fix, in under a minute with nothing but this
+    /// binary: a sample app rolled from v1 to v2 on three in-process pods, probed without and
+    /// with a deskew store; exit 0 when the run with deskew had zero failed loads.
+    Demo(DemoArgs),
+}
+
+/// `deskew demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the sample builds and the store here (default: a temporary directory, removed).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Write one HTML report holding both runs here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Load pages in a real Chromium (browser mode) instead of deskew's HTTP loader.
+    #[arg(long)]
+    pub browser: bool,
+    /// Print both runs' reports as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `deskew probe URL …`, or `deskew probe stop|status` for a probe started with `--detach`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ProbeCommand {
+    /// Controls a probe started with `--detach`.
+    #[command(subcommand)]
+    pub control: Option<ProbeControl>,
+    /// A probe run.
+    #[command(flatten)]
+    pub run: ProbeArgs,
+}
+
+/// What can be asked of a detached probe.
+#[derive(Debug, Subcommand)]
+pub enum ProbeControl {
+    /// Finish a probe started with `--detach` (after the settle time), write its reports, print
+    /// the summary and exit with its verdict exactly as a wrapped run would (0 SLO met, 1 missed,
+    /// 2 the probe itself failed, died or is not there).
+    Stop(ProbeStopArgs),
+    /// How a probe started with `--detach` is doing: alive or not, loads and failures so far.
+    Status(ProbeStatusArgs),
+}
+
+/// `deskew probe stop` options.
+#[derive(Debug, Args)]
+pub struct ProbeStopArgs {
+    /// The state directory given to `--detach`.
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// Traffic after the stop request, before the probe finishes (the rollout's tail).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub settle: Duration,
+    /// Where the report goes.
+    #[command(flatten)]
+    pub out: ReportArgs,
+}
+
+/// The probe's report files (a run's, or a detached probe's at `probe stop`).
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write a JUnit XML file here (one test case per failure group).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Print the JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `deskew probe status` options.
+#[derive(Debug, Args)]
+pub struct ProbeStatusArgs {
+    /// The state directory given to `--detach`.
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// Print the status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `deskew probe` options.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// The page to load (http or https; `host:port` means `http://host:port`).
-    #[arg(value_parser = parse_page_url)]
-    pub url: PageUrl,
+    #[arg(value_parser = parse_page_url, required = true)]
+    pub url: Option<PageUrl>,
+    /// Start the probe in the background and return once loads are flowing; finish it with
+    /// `deskew probe stop --state DIR` (for pipelines whose deploy is its own step).
+    #[arg(long, requires = "state")]
+    pub detach: bool,
+    /// With --detach: the directory the background probe keeps its pid, status, log and
+    /// report in (shared by the start, deploy and stop steps).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// With --detach: a probe never stopped ends by itself after this long, and its report
+    /// says it timed out.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, default_value = "1h")]
+    pub max_duration: Duration,
+    /// The background process of --detach (internal).
+    #[arg(long, hide = true, requires = "state")]
+    pub worker: bool,
     /// `http`: deskew fetches the page and what it references; `browser`: a real Chromium
     /// loads it over the DevTools protocol.
     #[arg(long, value_enum, default_value = "http")]
@@ -135,18 +236,9 @@ pub struct ProbeArgs {
     /// S3 options for --store.
     #[command(flatten)]
     pub s3: S3Args,
-    /// Write the JSON report here.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Write a JUnit XML file here (one test case per failure group).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Write a self-contained HTML report here.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
-    /// Print the JSON report on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// Where the report goes.
+    #[command(flatten)]
+    pub out: ReportArgs,
     /// The deploy command, after `--`; traffic runs around it.
     #[arg(last = true, value_name = "DEPLOY COMMAND")]
     pub command: Vec<String>,
@@ -193,6 +285,9 @@ pub struct ClassifyArgs {
     /// Glob of files to treat as immutable even without a content hash in their name; repeatable.
     #[arg(long = "immutable", value_name = "GLOB")]
     pub immutable: Vec<String>,
+    /// Glob of files to treat as mutable even if their name looks content-hashed; repeatable.
+    #[arg(long = "mutable", value_name = "GLOB")]
+    pub mutable: Vec<String>,
     /// Glob of files to leave out of the release; repeatable.
     #[arg(long = "exclude", value_name = "GLOB")]
     pub exclude: Vec<String>,
@@ -284,6 +379,10 @@ pub struct PublishArgs {
     /// Uploads in flight at once.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: u16,
+    /// How long to wait while a gc or another publish holds the store's lease before giving up
+    /// (exit 4).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    pub lock_timeout: Duration,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -324,6 +423,10 @@ pub struct GcArgs {
     /// With --dry-run: plan as if the clock said this time (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "dry_run")]
     pub at: Option<Timestamp>,
+    /// How long to wait while another gc or a publish holds the store's lease before giving up
+    /// (exit 4).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub lock_timeout: Duration,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -334,9 +437,11 @@ pub struct InitArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// How far apart the clocks of the hosts working on this store may be (leases and publish
-    /// heartbeats count as lapsed only this long after their expiry).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "15s")]
-    pub max_clock_skew: Duration,
+    /// heartbeats count as lapsed only this long after their expiry); at most 1h. A new store
+    /// gets 15s unless given; given for an existing store, it changes the store's setting (do it
+    /// while no publish or gc runs).
+    #[arg(long, value_name = "DURATION", value_parser = parse_skew)]
+    pub max_clock_skew: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -481,6 +586,14 @@ fn parse_endpoint(s: &str) -> Result<String, String> {
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse(s).map_err(|e| format!("`{s}` is not an RFC 3339 time like 2026-11-29T18:00:00Z: {e}"))
+}
+
+fn parse_skew(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > deskew_core::marker::MAX_CLOCK_SKEW_LIMIT {
+        return Err(format!("`{s}` is more than the 1h a clock-skew allowance may be"));
+    }
+    Ok(d)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

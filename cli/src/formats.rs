@@ -13,6 +13,10 @@ pub const GC: u32 = 1;
 pub const VERIFY: u32 = 1;
 /// `releases --json`.
 pub const RELEASES: u32 = 1;
+/// `demo --json`.
+pub const DEMO: u32 = 1;
+/// `probe status --json`.
+pub const PROBE_STATUS: u32 = 1;
 
 pub(crate) fn publish_version(_: &mut SchemaGenerator) -> Schema {
     deskew_core::schema::version(PUBLISH)
@@ -25,6 +29,13 @@ pub(crate) fn verify_version(_: &mut SchemaGenerator) -> Schema {
 }
 pub(crate) fn releases_version(_: &mut SchemaGenerator) -> Schema {
     deskew_core::schema::version(RELEASES)
+}
+
+pub(crate) fn demo_version(_: &mut SchemaGenerator) -> Schema {
+    deskew_core::schema::version(DEMO)
+}
+pub(crate) fn probe_status_version(_: &mut SchemaGenerator) -> Schema {
+    deskew_core::schema::version(PROBE_STATUS)
 }
 
 /// Every format's schema, by file name stem (`schemas/<name>.schema.json`).
@@ -42,5 +53,7 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("verify", schema::<crate::commands::verify::Output<'static>>("verify")),
         ("releases", schema::<crate::commands::releases::Output<'static>>("releases")),
         ("probe-report", schema::<deskew_probe::Report>("probe-report")),
+        ("probe-status", schema::<crate::commands::probe::StatusOut>("probe-status")),
+        ("demo", schema::<crate::commands::demo::Output<'static>>("demo")),
     ]
 }

@@ -57,6 +57,17 @@ impl Printer {
         }
     }
 
+    /// A failed check's line: what failed, shown even with --quiet (a check that fails in
+    /// silence tells nothing).
+    pub fn failure(&self, msg: impl Display) {
+        anstream::eprintln!("{msg}");
+    }
+
+    /// A failed check's status line, shown even with --quiet.
+    pub fn failed(&self, verb: &str, msg: impl Display) {
+        anstream::eprintln!("{ERROR}{verb:>12}{ERROR:#} {msg}");
+    }
+
     /// A dimmed line (details).
     pub fn detail(&self, msg: impl Display) {
         if !self.quiet {

@@ -26,7 +26,8 @@ pub enum Create {
     No,
 }
 
-/// Opens the store named by `args`.
+/// Opens the store named by `args`. (A store opened for writing that does not honour
+/// create-only writes is reported by the engines: publish warns, gc refuses to take the lease.)
 pub async fn open(args: &StoreArgs, create: Create, access: Access) -> Result<Box<dyn Store>> {
     let parsed = StoreUrl::parse(&args.store)?;
     match parsed {

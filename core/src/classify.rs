@@ -28,6 +28,7 @@ pub struct GlobError {
 #[derive(Debug, Clone)]
 pub struct Classifier {
     entry: GlobSet,
+    mutable: GlobSet,
     immutable: GlobSet,
 }
 
@@ -38,18 +39,26 @@ impl Classifier {
     /// Builds a classifier. Globs match the whole `/`-separated path, and `*` may cross `/`, so
     /// `*.html` matches `index.html` and `admin/index.html`.
     pub fn new(entry: &[String], immutable: &[String]) -> Result<Classifier, GlobError> {
+        Classifier::with_mutable(entry, &[], immutable)
+    }
+
+    /// As [`Classifier::new`], with globs of files that are mutable whatever their names look
+    /// like (a name whose number is not a content hash). Entry globs win, then mutable ones.
+    pub fn with_mutable(entry: &[String], mutable: &[String], immutable: &[String]) -> Result<Classifier, GlobError> {
         let entry = if entry.is_empty() {
             Self::DEFAULT_ENTRY.iter().map(|s| s.to_string()).collect()
         } else {
             entry.to_vec()
         };
-        Ok(Classifier { entry: build(&entry)?, immutable: build(immutable)? })
+        Ok(Classifier { entry: build(&entry)?, mutable: build(mutable)?, immutable: build(immutable)? })
     }
 
     /// The class of `path`.
     pub fn classify(&self, path: &str) -> FileClass {
         if self.entry.is_match(path) {
             FileClass::Entry
+        } else if self.mutable.is_match(path) {
+            FileClass::Mutable
         } else if self.immutable.is_match(path) || has_content_hash(file_name(path)) {
             FileClass::Immutable
         } else {
@@ -86,8 +95,10 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Whether a file name carries a bundler content hash:
-/// - a dot segment of 8+ hex digits with at least one digit (`main.3f2a1c9b.js`, webpack,
+/// Whether a file name carries a bundler content hash (never a token of digits only: that is a
+/// date, a version or a counter far more often than a hash, and a hash taken for a counter only
+/// costs caching, while a counter taken for a hash would be cached for a year):
+/// - a dot segment of 8+ hex digits with at least one digit and one letter (`main.3f2a1c9b.js`, webpack,
 ///   Parcel, Angular `main.a1b2c3d4e5f6a7b8.js`, CRA `2.3f2a1c9b.chunk.js`);
 /// - a segment ending in `-` plus 8+ hex digits (`chunk-3f2a1c9b0d.js`);
 /// - a segment ending in `-` plus exactly 8 base64url characters that are not an ordinary
@@ -107,7 +118,10 @@ pub fn has_content_hash(name: &str) -> bool {
 }
 
 fn is_hex_hash(s: &str) -> bool {
-    s.len() >= 8 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b.is_ascii_digit())
+    s.len() >= 8
+        && s.bytes().all(|b| b.is_ascii_hexdigit())
+        && s.bytes().any(|b| b.is_ascii_digit())
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 fn rollup_hash(seg: &str) -> bool {
@@ -123,7 +137,8 @@ fn rollup_hash(seg: &str) -> bool {
     // a random 8-character base64url token almost always has a digit or several capitals.
     let digit = token.iter().any(u8::is_ascii_digit);
     let capitals = token.iter().filter(|c| c.is_ascii_uppercase()).count();
-    digit || capitals >= 2
+    let digits_only = token.iter().all(u8::is_ascii_digit);
+    (digit || capitals >= 2) && !digits_only
 }
 
 #[cfg(test)]
@@ -164,6 +179,12 @@ mod tests {
             "index.html",
             "README",
             "site.webmanifest",
+            "data-20261129.json",
+            "report-00000001.pdf",
+            "sitemap-12345678.xml",
+            "backup.20261129.tar",
+            "1764400000123.png",
+            "export.1764400000.csv",
         ] {
             assert!(!has_content_hash(plain), "{plain} should not be detected as hashed");
         }
@@ -179,6 +200,10 @@ mod tests {
         assert_eq!(c.classify("favicon.ico"), FileClass::Mutable);
         let c = Classifier::new(&["app.html".to_string()], &[]).unwrap();
         assert_eq!(c.classify("index.html"), FileClass::Mutable);
+        let c = Classifier::with_mutable(&[], &["data/**".to_string()], &["data/fixed/**".to_string()]).unwrap();
+        assert_eq!(c.classify("data/feed-3f2a1c9b.json"), FileClass::Mutable, "a mutable glob beats a hash-like name");
+        assert_eq!(c.classify("data/fixed/a.json"), FileClass::Mutable, "and an immutable glob");
+        assert_eq!(c.classify("index.html"), FileClass::Entry);
     }
 
     #[test]

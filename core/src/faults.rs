@@ -19,6 +19,9 @@ pub struct Faults {
     pub ignore_heartbeats: bool,
     /// Gc ranks complete releases by creation time instead of completion time.
     pub rank_by_creation: bool,
+    /// Publish writes mutable files with the other uploads, before the lease, and does not check
+    /// them at the last step.
+    pub mutable_early: bool,
 }
 
 impl Faults {
@@ -32,6 +35,7 @@ impl Faults {
             ("no_tombstones", Faults { no_tombstones: true, ..none }),
             ("ignore_heartbeats", Faults { ignore_heartbeats: true, ..none }),
             ("rank_by_creation", Faults { rank_by_creation: true, ..none }),
+            ("mutable_early", Faults { mutable_early: true, ..none }),
         ]
     }
 }

@@ -86,11 +86,22 @@ impl Host for SystemHost {
         if machine().as_deref() != Some(machine_part) {
             return false; // another machine or PID namespace: only time tells
         }
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-            // A zombie has ended; only its parent has not collected it yet.
-            Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        let Some(pid) = pid.parse::<i32>().ok().filter(|&p| p > 0).and_then(rustix::process::Pid::from_raw) else { return false };
+        // Signal 0 asks the kernel, which answers for every process of this namespace; /proc may
+        // hide other users' processes (`hidepid=2`), so a missing /proc entry proves nothing.
+        match rustix::process::test_kill_process(pid) {
+            Err(rustix::io::Errno::SRCH) => true,
+            _ => is_zombie(pid),
         }
+    }
+}
+
+/// A zombie has ended; only its parent has not collected it yet. `false` when /proc does not
+/// say (hidden, or gone).
+fn is_zombie(pid: rustix::process::Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }
 
@@ -127,6 +138,25 @@ mod tests {
         assert!(h.is_dead(&format!("{machine}/{pid}")), "an ended process is dead");
         assert!(!h.is_dead(&format!("another-boot/4026531836/{pid}")), "another machine's process is never judged");
         assert!(!h.is_dead("garbage"));
+        assert!(!h.is_dead(&format!("{machine}/-1")), "never a process group");
+        assert!(!h.is_dead(&format!("{machine}/0")));
+    }
+
+    #[test]
+    fn a_zombie_is_dead_and_pid_one_is_alive() {
+        let h = SystemHost;
+        let me = h.process().expect("Linux tells");
+        let (machine, _) = me.rsplit_once('/').unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not collected yet: a zombie until `wait`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !h.is_dead(&format!("{machine}/{pid}")) {
+            assert!(std::time::Instant::now() < deadline, "the exited child never looked dead");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+        assert!(!h.is_dead(&format!("{machine}/1")), "init is alive, whoever owns it");
     }
 
     #[test]

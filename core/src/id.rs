@@ -67,6 +67,20 @@ impl<'de> Deserialize<'de> for ReleaseId {
     }
 }
 
+impl schemars::JsonSchema for ReleaseId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReleaseId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A release id: 1 to 128 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`, not ending in `.json`.",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$",
+            "not": { "pattern": "\\.json$" }
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -82,19 +96,4 @@ mod tests {
         assert_eq!(ReleaseId::timestamped(t, "3f2a1c9b0d1e77").as_str(), "20261126T043000Z-3f2a1c9b0d1e");
     }
 
-}
-
-impl schemars::JsonSchema for ReleaseId {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ReleaseId".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "A release id: 1 to 128 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`, not ending in `.json`.",
-            "type": "string",
-            "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$",
-            "not": { "pattern": "\\.json$" }
-        })
-    }
 }

@@ -95,6 +95,22 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
+impl schemars::JsonSchema for Key {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Key".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A relative, `/`-separated path inside a store: no empty, `.` or `..` segment, no backslash or control character.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 1024,
+            "not": { "pattern": "(^/)|(^|/)\\.{0,2}(/|$)|\\\\|[\\u0000-\\u001f\\u007f]" }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,21 +140,5 @@ mod tests {
     fn deserialising_validates() {
         assert!(serde_json::from_str::<Key>("\"../../etc/passwd\"").is_err());
         assert!(serde_json::from_str::<Key>("\"assets/a.js\"").is_ok());
-    }
-}
-
-impl schemars::JsonSchema for Key {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Key".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "A relative, `/`-separated path inside a store: no empty, `.` or `..` segment, no backslash or control character.",
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 1024,
-            "not": { "pattern": "(^/)|(^|/)\\.{0,2}(/|$)|\\\\|[\\u0000-\\u001f\\u007f]" }
-        })
     }
 }

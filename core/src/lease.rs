@@ -41,6 +41,10 @@ pub const RENEW_BELOW: Duration = Duration::from_secs(2 * OP_MARGIN.as_secs());
 /// How often a waiter looks at the lease again.
 pub const POLL: Duration = Duration::from_millis(500);
 
+/// How often [`Lease::ensure`] also reads the stored chain, to stop a holder whose lease was
+/// taken away by other means than lapsing: a holder wrongly judged dead, a lease deleted by hand.
+pub const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+
 /// Who takes the lease, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -245,6 +249,8 @@ async fn confirm_and_tidy(store: &dyn Store, epoch: u64) -> Result<bool, LeaseEr
 pub struct Lease {
     body: LeaseBody,
     cfg: LeaseConfig,
+    /// When the stored chain last showed our epoch on top.
+    confirmed: Timestamp,
 }
 
 impl Lease {
@@ -275,7 +281,7 @@ impl Lease {
             };
             if let Some(stored) = write_epoch(store, &body).await? {
                 if confirm_and_tidy(store, stored.epoch).await? {
-                    return Ok(Lease { body: stored, cfg });
+                    return Ok(Lease { body: stored, cfg, confirmed: host.now() });
                 }
             }
             // Another actor wrote that epoch or a later one first: look again.
@@ -321,11 +327,29 @@ impl Lease {
     /// Call right before each write the lease guards. Fails with [`LeaseError::Lost`] unless
     /// more than [`OP_MARGIN`] of the lease is left, so the guarded write lands before any other
     /// host may see the lease lapse; renews first when less than [`RENEW_BELOW`] is left.
+    ///
+    /// At most every [`CONFIRM_EVERY`] it also reads the chain: our epoch must still be the
+    /// highest, with our token.
     pub async fn ensure(&mut self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
         if self.body.expires.since(host.now()) < RENEW_BELOW {
             self.renew(store, host).await?;
+        } else if host.now().since(self.confirmed) >= CONFIRM_EVERY {
+            self.confirm(store, host).await?;
         }
         self.check(store, host)
+    }
+
+    /// Reads the chain: fails with [`LeaseError::Lost`] unless our epoch is still on top.
+    async fn confirm(&mut self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
+        let now = host.now();
+        let top = current(store).await?;
+        if top.as_ref().is_some_and(|t| t.epoch == self.body.epoch && t.token == self.body.token) {
+            self.confirmed = now;
+            return Ok(());
+        }
+        let by = top.filter(|t| t.token != self.body.token).map(|t| t.holder);
+        tracing::info!(epoch = self.body.epoch, "the lease chain no longer shows our epoch on top");
+        Err(LeaseError::Lost { store: store.url().into(), by })
     }
 
     /// A guard for one write or delete under this lease: it allows the commit only while more
@@ -347,8 +371,11 @@ impl Lease {
     /// it lapse would go on while we went on too.
     pub async fn renew(&mut self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
         self.check(store, host)?;
-        let next = LeaseBody { epoch: self.body.epoch + 1, expires: host.now().plus(self.cfg.ttl), ..self.body.clone() };
-        self.advance(store, next).await
+        let now = host.now();
+        let next = LeaseBody { epoch: self.body.epoch + 1, expires: now.plus(self.cfg.ttl), ..self.body.clone() };
+        self.advance(store, next).await?;
+        self.confirmed = now;
+        Ok(())
     }
 
     /// Runs `work` (which must not use the lease), renewing the lease in the background so a

@@ -23,6 +23,10 @@ pub const MARKER_VERSION: u32 = 1;
 /// The default allowance for clock differences between the hosts that work on one store.
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(15);
 
+/// The largest clock-skew allowance a store may set: beyond it, a dead holder's lease would
+/// block gc and publishes for longer than any deploy waits, and times stop being meaningful.
+pub const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(3600);
+
 /// What `.deskew/store.json` holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreMarker {
@@ -95,6 +99,14 @@ pub async fn read(store: &dyn Store) -> Result<Option<StoreMarker>, MarkerError>
                 let source = serde::de::Error::custom(format!("version {} is newer than {MARKER_VERSION}", m.version));
                 return Err(MarkerError::Corrupt { store: store.url().into(), source });
             }
+            if m.max_clock_skew() > MAX_CLOCK_SKEW_LIMIT {
+                let source = serde::de::Error::custom(format!(
+                    "max_clock_skew_ms {} is over the limit of {} (1h)",
+                    m.max_clock_skew_ms,
+                    MAX_CLOCK_SKEW_LIMIT.as_millis()
+                ));
+                return Err(MarkerError::Corrupt { store: store.url().into(), source });
+            }
             Ok(Some(m))
         }
         Err(e) if e.is_not_found() => Ok(None),
@@ -130,6 +142,15 @@ pub async fn init(store: &dyn Store, host: &dyn Host, max_clock_skew: Duration) 
         return Ok(m);
     }
     create(store, StoreMarker::new(host.now(), max_clock_skew)).await
+}
+
+/// Sets the clock-skew allowance of an existing store (`deskew init --max-clock-skew` again).
+/// Hosts read it when they start a command; change it while none runs.
+pub async fn set_max_clock_skew(store: &dyn Store, marker: &StoreMarker, max_clock_skew: Duration) -> Result<StoreMarker, MarkerError> {
+    let updated = StoreMarker { max_clock_skew_ms: max_clock_skew.as_millis() as u64, ..marker.clone() };
+    let opts = PutOptions { mode: PutMode::Overwrite, content_type: Some("application/json".into()), ..PutOptions::default() };
+    store.put(&layout::marker_key(), encode(&updated), &opts).await?;
+    Ok(updated)
 }
 
 async fn create(store: &dyn Store, marker: StoreMarker) -> Result<StoreMarker, MarkerError> {

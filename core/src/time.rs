@@ -35,8 +35,11 @@ impl Timestamp {
     }
 
     /// `self + d`.
+    ///
+    /// Saturates at the last second of year 9999, the latest time RFC 3339 can write.
     pub fn plus(&self, d: Duration) -> Timestamp {
-        Timestamp(self.0 + d)
+        let latest = SystemTime::UNIX_EPOCH + Duration::from_secs(LATEST_SECS);
+        Timestamp(self.0.checked_add(d).map_or(latest, |t| t.min(latest)))
     }
 
     /// How long after `earlier` this is; zero if it is not after it.
@@ -50,9 +53,13 @@ impl Timestamp {
     }
 }
 
+/// 9999-12-31T23:59:59Z.
+const LATEST_SECS: u64 = 253_402_300_799;
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_millis(self.0))
+        let latest = SystemTime::UNIX_EPOCH + Duration::from_secs(LATEST_SECS);
+        write!(f, "{}", humantime::format_rfc3339_millis(self.0.min(latest)))
     }
 }
 
@@ -90,5 +97,13 @@ mod tests {
         assert_eq!(t.compact(), "20261126T043000Z");
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+    }
+
+    #[test]
+    fn far_future_saturates_and_prints() {
+        let t = Timestamp::parse("2026-11-26T04:30:00Z").unwrap();
+        let far = t.plus(Duration::from_secs(u64::MAX / 4));
+        assert_eq!(far.to_string(), "9999-12-31T23:59:59.000Z");
+        assert!(far.since(t) > Duration::from_secs(200 * 365 * 86400));
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::key::Key;
 use crate::digest::sha256_hex;
 use crate::manifest::FileClass;
-use crate::release::{ReleaseId, ReleaseRecord};
+use crate::release::{ReleaseId, ReleaseRecord, ReleaseState};
 use crate::store::{Store, StoreError};
 
 /// What is wrong with a file.
@@ -55,13 +55,15 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Missing or corrupt files.
     pub findings: Vec<Finding>,
-    /// Mutable files that a newer release replaced in place (expected, not a failure).
+    /// Mutable files that a newer complete release replaced in place (expected, not a failure;
+    /// content of a release that never completed is a finding).
     pub superseded: Vec<Finding>,
     /// Entries of the store that are not usable objects (reported, not checked).
     pub warnings: Vec<String>,
 }
 
-/// Checks `releases`; `all` (newest first) tells which newer release replaced a mutable file.
+/// Checks `releases`; `all` (newest first) tells which newer complete release replaced a
+/// mutable file.
 pub async fn verify(
     store: &dyn Store,
     releases: &[&ReleaseRecord],
@@ -116,6 +118,7 @@ pub async fn verify(
             let replaced_by_newer = f.class == FileClass::Mutable
                 && matches!(&finding.problem, Problem::Corrupt { actual } if all.iter()
                     .take_while(|o| o.release != r.release)
+                    .filter(|o| o.state == ReleaseState::Complete)
                     .any(|o| o.manifest.file(&f.path).is_some_and(|n| &n.sha256 == actual)));
             if replaced_by_newer {
                 report.superseded.push(finding);

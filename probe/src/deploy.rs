@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use deskew_core::cancel::Cancel;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ProbeError;
 
@@ -26,10 +26,17 @@ pub enum Until {
         /// Traffic after the command exits.
         settle: Duration,
     },
+    /// Until `stop` is cancelled (a detached probe told to finish), or at most `max`.
+    Stop {
+        /// Cancelled when the run should end normally (not an interruption).
+        stop: Cancel,
+        /// The longest the run may last without being stopped.
+        max: Duration,
+    },
 }
 
 /// What happened to the deploy command.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommandRecord {
     /// The command line.
     pub argv: Vec<String>,
@@ -50,6 +57,8 @@ pub struct Phases {
     pub command: Option<CommandRecord>,
     /// Whether a signal ended the run early.
     pub interrupted: bool,
+    /// Whether an [`Until::Stop`] run ended at its `max` without being stopped.
+    pub timed_out: bool,
 }
 
 /// How long a stopped command's group gets between SIGTERM and SIGKILL.
@@ -110,15 +119,20 @@ async fn wait(d: Duration, cancel: &Cancel) -> bool {
 /// Runs the phases of `until`.
 pub async fn run(until: &Until, cancel: &Cancel, start: Instant) -> Result<Phases, ProbeError> {
     match until {
-        Until::Duration(d) => Ok(Phases { command: None, interrupted: wait(*d, cancel).await }),
+        Until::Duration(d) => Ok(Phases { interrupted: wait(*d, cancel).await, ..Phases::default() }),
         Until::Command { argv, warmup, settle } => {
             if wait(*warmup, cancel).await {
-                return Ok(Phases { command: None, interrupted: true });
+                return Ok(Phases { interrupted: true, ..Phases::default() });
             }
             let (rec, interrupted) = run_command(argv, cancel, start).await?;
             let interrupted = interrupted || (rec.success && wait(*settle, cancel).await);
-            Ok(Phases { command: Some(rec), interrupted })
+            Ok(Phases { command: Some(rec), interrupted, timed_out: false })
         }
+        Until::Stop { stop, max } => Ok(tokio::select! {
+            _ = stop.cancelled() => Phases::default(),
+            _ = cancel.cancelled() => Phases { interrupted: true, ..Phases::default() },
+            _ = tokio::time::sleep(*max) => Phases { timed_out: true, ..Phases::default() },
+        }),
     }
 }
 

@@ -128,7 +128,7 @@ impl HttpLoader {
             || match &self.opts.allow_origins {
                 AllowOrigins::None => false,
                 AllowOrigins::Any => true,
-                AllowOrigins::Listed(list) => list.iter().any(|o| *o == origin),
+                AllowOrigins::Listed(list) => list.contains(&origin),
             }
     }
 

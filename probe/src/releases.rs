@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 
 use deskew_core::catalog::Catalog;
 use deskew_core::{FileClass, ReleaseId, Store, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Whom a path belongs to, among the releases the store holds or held while probing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Owner {
     /// A release whose record is in the store now.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use deskew_core::ReleaseId;
 use deskew_core::time::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::browser::run::BrowserStats;
 use crate::deploy::CommandRecord;
@@ -23,7 +23,7 @@ fn report_version(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// Loads and their outcome.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Loads {
     /// Loads made.
     pub total: u64,
@@ -36,7 +36,7 @@ pub struct Loads {
 }
 
 /// Requests over all loads.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Requests {
     /// Requests made.
     pub total: u64,
@@ -48,7 +48,7 @@ pub struct Requests {
 }
 
 /// The service level objective and whether it was met.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Slo {
     /// Required success percentage.
     pub target_percent: f64,
@@ -57,7 +57,7 @@ pub struct Slo {
 }
 
 /// Page-load latency.
-#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Latency {
     /// Median.
     pub p50: u64,
@@ -70,7 +70,7 @@ pub struct Latency {
 }
 
 /// Failed requests with the same URL and cause.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailureGroup {
     /// The URL.
     pub url: String,
@@ -89,7 +89,7 @@ pub struct FailureGroup {
 }
 
 /// One second of the run.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Second {
     /// Seconds since start.
     pub second: u64,
@@ -100,7 +100,7 @@ pub struct Second {
 }
 
 /// Loads per release (with a store).
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleaseSeen {
     /// The release.
     pub release: ReleaseId,
@@ -109,10 +109,10 @@ pub struct ReleaseSeen {
 }
 
 /// The traffic model, as reported.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TrafficReport {
     /// `closed` or `open`.
-    pub model: &'static str,
+    pub model: String,
     /// Closed model: loads in flight.
     pub concurrency: Option<usize>,
     /// Open model: loads started per second.
@@ -120,7 +120,7 @@ pub struct TrafficReport {
 }
 
 /// The whole report.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     /// Format version, [`REPORT_VERSION`].
     #[schemars(schema_with = "report_version")]
@@ -128,7 +128,7 @@ pub struct Report {
     /// The deskew that wrote it.
     pub tool: String,
     /// `http` (or `browser`).
-    pub mode: &'static str,
+    pub mode: String,
     /// The page probed.
     pub url: String,
     /// Wall-clock start.
@@ -141,6 +141,10 @@ pub struct Report {
     pub command: Option<CommandRecord>,
     /// Whether Ctrl-C stopped the run.
     pub interrupted: bool,
+    /// Whether a detached probe ended by itself at `--max-duration`, no `probe stop` having
+    /// come: its loads may not cover the rollout.
+    #[serde(default)]
+    pub timed_out: bool,
     /// Loads.
     pub loads: Loads,
     /// Requests.
@@ -166,7 +170,7 @@ pub struct Report {
 }
 
 /// Resources on one origin the probe did not fetch.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SkippedOrigin {
     /// The origin (`https://cdn.example.com`).
     pub origin: String,
@@ -277,12 +281,6 @@ impl Tally {
     }
 }
 
-impl Default for Requests {
-    fn default() -> Self {
-        Requests { total: 0, failed: 0, retried: 0 }
-    }
-}
-
 impl Report {
     /// Aggregates a run against an SLO of `slo_percent`.
     pub fn new(run: &RunResult, slo_percent: f64) -> Report {
@@ -294,19 +292,20 @@ impl Report {
         let mut tally = Tally::of(run);
         let (skipped_origins, skipped_warning) = tally.skipped_origins();
         let traffic = match &run.traffic {
-            Traffic::Closed { concurrency } => TrafficReport { model: "closed", concurrency: Some(*concurrency), rate: None },
-            Traffic::Open { rate, .. } => TrafficReport { model: "open", concurrency: None, rate: Some(*rate) },
+            Traffic::Closed { concurrency } => TrafficReport { model: "closed".into(), concurrency: Some(*concurrency), rate: None },
+            Traffic::Open { rate, .. } => TrafficReport { model: "open".into(), concurrency: None, rate: Some(*rate) },
         };
         Report {
             version: REPORT_VERSION,
             tool: deskew_core::tool_version(),
-            mode: if run.browser.is_some() { "browser" } else { "http" },
+            mode: if run.browser.is_some() { "browser" } else { "http" }.into(),
             url: run.url.clone(),
             started: run.started_at,
             duration_ms: run.elapsed.as_millis() as u64,
             traffic,
             command: run.command.clone(),
             interrupted: run.interrupted,
+            timed_out: run.timed_out,
             loads: Loads { total, ok: total - failed, failed, success_percent },
             requests: tally.requests.clone(),
             slo: Slo { target_percent: slo_percent, met: total > 0 && success_percent >= slo_percent },

@@ -69,6 +69,8 @@ pub struct RunResult {
     pub command: Option<CommandRecord>,
     /// Whether a signal stopped it.
     pub interrupted: bool,
+    /// Whether a detached run ended at its `--max-duration`, never stopped.
+    pub timed_out: bool,
     /// Open model: starts skipped because `max_in_flight` loads were running.
     pub dropped_starts: usize,
     /// Things worth saying that are not failures ("the page references no resources").
@@ -129,6 +131,7 @@ pub async fn run(url: &Url, mut opts: ProbeOptions) -> Result<RunResult, ProbeEr
         samples,
         command: phases.command,
         interrupted: phases.interrupted,
+        timed_out: phases.timed_out,
         dropped_starts,
         warnings,
         traffic: opts.traffic,

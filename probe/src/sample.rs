@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use deskew_core::ReleaseId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::releases::Owner;
 
 /// Why one request of a load failed.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Cause {
     /// The server answered with an error status.

@@ -61,9 +61,6 @@ impl S3Store {
         }
         if opts.probe_conditional_writes {
             store.create_only = store.probe_create_only().await?;
-            if !store.create_only {
-                tracing::warn!("{url} does not honour create-only writes (If-None-Match: *)");
-            }
         }
         Ok(store)
     }

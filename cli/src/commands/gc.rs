@@ -28,6 +28,7 @@ pub async fn run(a: GcArgs, printer: &Printer, signals: &crate::signals::Signals
         dry_run: a.dry_run,
         max_delete: a.max_delete,
         cancel: signals.cancel.clone(),
+        lease_wait: a.lock_timeout,
         ..GcOptions::default()
     };
     let host = super::host(a.at);

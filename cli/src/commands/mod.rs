@@ -1,9 +1,10 @@
 //! One module per subcommand, plus what they share.
 
+pub(crate) mod demo;
 pub(crate) mod gc;
 mod init;
 mod manifest;
-mod probe;
+pub(crate) mod probe;
 pub(crate) mod publish;
 pub(crate) mod releases;
 pub(crate) mod verify;
@@ -37,7 +38,8 @@ pub async fn dispatch(command: Command, printer: &Printer, signals: &Signals) ->
         Command::Releases(a) => releases::run(a, printer).await,
         Command::Gc(a) => gc::run(a, printer, signals).await,
         Command::Verify(a) => verify::run(a, printer).await,
-        Command::Probe(a) => probe::run(a, printer, signals).await,
+        Command::Probe(a) => probe::dispatch(*a, printer, signals).await,
+        Command::Demo(a) => demo::run(a, printer, signals).await,
         Command::Init(a) => init::run(a, printer).await,
     }
 }
@@ -109,7 +111,7 @@ pub fn build_manifest(dist: &std::path::Path, c: &ClassifyArgs, release: Option<
     for g in &c.exclude {
         globset::Glob::new(g).with_context(|| format!("invalid --exclude glob `{g}`"))?;
     }
-    let classifier = Classifier::new(&c.entry, &c.immutable)?;
+    let classifier = Classifier::with_mutable(&c.entry, &c.mutable, &c.immutable)?;
     let opts = BuildOptions { classifier, exclude: c.exclude.clone(), release };
     Ok(Manifest::from_dir(dist, &opts)?)
 }

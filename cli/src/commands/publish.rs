@@ -72,6 +72,7 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
         policy: policy.clone(),
         repair: a.repair,
         cancel: signals.cancel.clone(),
+        lease_wait: a.lock_timeout,
         ..PublishOptions::default()
     };
     let report = publish::publish(store.as_ref(), host.as_ref(), &DirSource::new(&a.dist), manifest, &opts, &bar)
@@ -81,7 +82,13 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
     print_report(&report, printer, started);
     let gc_report = match (&policy, report.outcome) {
         (Some(policy), Outcome::Published | Outcome::AlreadyComplete | Outcome::Repaired) => {
-            let opts = GcOptions { policy: policy.clone(), max_delete: a.max_delete, cancel: signals.cancel.clone(), ..GcOptions::default() };
+            let opts = GcOptions {
+                policy: policy.clone(),
+                max_delete: a.max_delete,
+                cancel: signals.cancel.clone(),
+                lease_wait: a.lock_timeout,
+                ..GcOptions::default()
+            };
             let r = gc::run(store.as_ref(), host.as_ref(), &opts, &super::Waits(printer))
                 .await
                 .with_context(|| format!("release `{release}` is published, but the gc after it failed on {}", store.url()))?;

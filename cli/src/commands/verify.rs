@@ -62,7 +62,7 @@ pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
             Problem::Corrupt { actual } => format!("corrupt (stored sha256 {actual})"),
             Problem::Unreadable { why } => format!("unreadable ({why})"),
         };
-        printer.line(format_args!("{what}: {} (release {}, stored at {})", f.path, f.release, f.key));
+        printer.failure(format_args!("{what}: {} (release {}, stored at {})", f.path, f.release, f.key));
     }
     for w in &report.warnings {
         printer.warn(w);
@@ -76,22 +76,28 @@ pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
     for f in &report.superseded {
         printer.detail(format_args!("note: {} of release {} was replaced in place by a newer release", f.path, f.release));
     }
+    let failed: std::collections::BTreeSet<_> = report.findings.iter().map(|f| &f.release).collect();
     let msg = format!(
-        "{} releases, {} objects ({}) read, {} problems",
-        report.releases.len(),
+        "{} checked, {} objects ({}) read, {} in {}",
+        plural(report.releases.len(), "release"),
         report.objects,
         bytes(report.bytes),
-        report.findings.len()
+        plural(report.findings.len(), "problem"),
+        plural(failed.len(), "release"),
     );
     if ok {
         printer.status("Verified", msg);
     } else {
-        printer.status("Failed", msg);
+        printer.failed("Failed", msg);
     }
     if a.json {
         printer.json(&Output { version: crate::formats::VERIFY, store: store.url(), ok, report: &report })?;
     }
     Ok(if ok { Status::Ok } else { Status::CheckFailed })
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
 /// A store with no releases: a failed check (a mistyped prefix must not look verified), unless
@@ -101,6 +107,6 @@ fn empty(a: &VerifyArgs, url: &str, printer: &Printer) -> Result<Status> {
         printer.status("Verified", format_args!("no releases in {url} (--allow-empty)"));
         return Ok(Status::Ok);
     }
-    printer.status("Failed", format_args!("no releases in {url}: nothing to verify (a mistyped store or prefix?); --allow-empty accepts an empty store"));
+    printer.failed("Failed", format_args!("no releases in {url}: nothing to verify (a mistyped store or prefix?); --allow-empty accepts an empty store"));
     Ok(Status::CheckFailed)
 }

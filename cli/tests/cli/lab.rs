@@ -10,17 +10,17 @@ use std::process::Command;
 
 use crate::support::*;
 
-struct Lab {
-    dir: tempfile::TempDir,
-    url: String,
+pub(crate) struct Lab {
+    pub dir: tempfile::TempDir,
+    pub url: String,
 }
 
-fn script() -> std::path::PathBuf {
+pub(crate) fn script() -> std::path::PathBuf {
     deskew_testkit::fixtures::repo_root().join("tests/lab/lab.sh")
 }
 
 impl Lab {
-    fn up(mode: &str, flavour: &str, store: &str) -> Lab {
+    pub(crate) fn up(mode: &str, flavour: &str, store: &str) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(script()).args(["up", &s(dir.path()), mode, flavour, &fixture("v1"), store]).output().unwrap();
         let lab = Lab { url: String::from_utf8_lossy(&out.stdout).trim().to_string(), dir };
@@ -44,6 +44,14 @@ impl Lab {
             .output()
             .unwrap()
             .into()
+    }
+}
+
+impl Lab {
+    /// Rolls the lab to v2 (`LAB_STEP` seconds between pod replacements), as its own process.
+    pub(crate) fn rollout(&self, step: &str) {
+        let out = Command::new(script()).args(["rollout", &s(self.dir.path()), &fixture("v2")]).env("LAB_STEP", step).output().unwrap();
+        assert!(out.status.success(), "lab rollout: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -78,7 +86,7 @@ fn assert_zero_downtime(r: &Run) {
     assert_eq!(rep["command"]["success"], true);
 }
 
-fn publish_both(store: &str, extra: &[&str]) {
+pub(crate) fn publish_both(store: &str, extra: &[&str]) {
     for v in ["v1", "v2"] {
         let f = fixture(v);
         let mut args = vec!["publish", &f, "--store", store, "--release", v];

@@ -3,10 +3,14 @@
 //! humans read on stderr.
 
 mod browser;
+mod demo;
+mod detach;
 mod errors;
+mod examples;
 mod gc;
 mod lab;
 mod manifest;
+mod misuse;
 mod pipeline;
 mod probe;
 mod publish;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::classify::{self, Classifier};
 use crate::id::ReleaseId;
 use crate::key::{Key, KeyError};
+use crate::layout;
 
 use super::{Manifest, ManifestFile};
 use crate::digest::hash_reader;
@@ -46,7 +47,7 @@ pub enum ManifestError {
         source: KeyError,
     },
     /// A path is reserved for deskew's own records.
-    #[error("`{0}` is reserved for deskew's records; rename it")]
+    #[error("`{0}` is reserved for deskew's records (a `.deskew` folder, at any depth); remove it from the build")]
     Reserved(PathBuf),
     /// A symbolic link leads out of the build directory.
     #[error("symbolic link `{link}` points outside the build directory, to `{target}`")]
@@ -138,7 +139,9 @@ fn walk(dist: &Path, opts: &BuildOptions) -> Result<Vec<Found>, ManifestError> {
         let rel = path.strip_prefix(dist).expect("walkdir yields paths under its root");
         let rel_str = rel.to_str().ok_or_else(|| ManifestError::NonUtf8(path.into()))?;
         let rel_str = rel_str.replace(std::path::MAIN_SEPARATOR, "/");
-        if rel_str == ".deskew" || rel_str.starts_with(".deskew/") {
+        // At any depth: `admin/.deskew` would make a folder of the store look like a store of
+        // its own (which gc leaves alone), and could carry records into it.
+        if rel_str.split('/').any(|c| c == layout::DESKEW_DIR) {
             return Err(ManifestError::Reserved(path.into()));
         }
         let ft = entry.file_type();
@@ -273,6 +276,10 @@ mod tests {
     fn reserved_names_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), ".deskew/releases/x.json", b"{}");
+        let nested = tempfile::tempdir().unwrap();
+        write(nested.path(), "index.html", b"x");
+        write(nested.path(), "admin/.deskew/releases/i1.json", b"{}");
+        assert!(matches!(Manifest::from_dir(nested.path(), &BuildOptions::default()), Err(ManifestError::Reserved(_))), "nested too");
         assert!(matches!(Manifest::from_dir(dir.path(), &BuildOptions::default()), Err(ManifestError::Reserved(_))));
     }
 }

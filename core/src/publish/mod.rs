@@ -38,7 +38,7 @@ use crate::marker::{self, MarkerError};
 use crate::progress::{NoProgress, Progress};
 use crate::release::{ReleaseId, ReleaseRecord, ReleaseState};
 use crate::retention::{Policy, RetentionError};
-use crate::store::{Body, PutMode, PutOptions, Store, StoreError};
+use crate::store::{Body, PutMode, PutOptions, Store, StoreError, WriteGuard};
 
 pub use source::{BuildSource, DirSource, MemSource, SourceError};
 
@@ -167,6 +167,41 @@ pub enum PublishError {
     /// `--strict` and mutable files would change under kept releases.
     #[error("{} mutable file(s) would change under kept releases (first: `{}`, served by {}); nothing was written", .0.len(), .0[0].path, join_ids(&.0[0].releases))]
     Conflicts(Vec<Conflict>),
+    /// A file would change content under a name one of the releases treats as immutable.
+    #[error("`{path}` has other content in release {} of {store}, and one of the two is immutable (a content-hashed name, cached by browsers for a year), so it must never change in place; nothing was written. If the name carries no content hash, class it mutable in every build (--mutable GLOB)", join_ids(.releases))]
+    Clash {
+        /// The file.
+        path: Key,
+        /// The releases holding other content.
+        releases: Vec<ReleaseId>,
+        /// The store.
+        store: String,
+    },
+    /// An immutable file is already stored with other content (written by a concurrent
+    /// publish, or by none we know of); it is never overwritten.
+    #[error("`{key}` in {store} already holds other content (sha256 {stored}) than this build's (sha256 {ours}); an immutable file is never overwritten, so release `{release}` stays pending. If the name carries no content hash, class it mutable (--mutable GLOB)")]
+    StoredClash {
+        /// The key.
+        key: Key,
+        /// The store.
+        store: String,
+        /// sha256 of what is stored.
+        stored: String,
+        /// sha256 of this build's file.
+        ours: String,
+        /// The release.
+        release: ReleaseId,
+    },
+    /// A folder this build writes into holds a deskew store of its own.
+    #[error("`{folder}` in {store} holds a deskew store of its own (`{folder}/.deskew/store.json`); refusing to write `{path}` into it; nothing was written")]
+    NestedStore {
+        /// The folder.
+        folder: Key,
+        /// The first file that would go into it.
+        path: Key,
+        /// The store.
+        store: String,
+    },
     /// This release's own record is unreadable.
     #[error("the record of release `{release}` is unusable; fix or delete it first")]
     OwnRecord {
@@ -249,6 +284,8 @@ struct Ctx<'a> {
     opts: &'a PublishOptions,
     progress: &'a dyn Progress,
     cfg: LeaseConfig,
+    /// Keys `--repair` found damaged: overwritten, even if immutable.
+    damaged: std::collections::HashSet<Key>,
 }
 
 impl Ctx<'_> {
@@ -268,7 +305,7 @@ pub async fn publish(
 ) -> Result<PublishReport, PublishError> {
     let skew = store_skew(store, host, opts.dry_run).await?;
     let cfg = LeaseConfig { poll: opts.lease_poll, ..LeaseConfig::new(opts.lease_ttl, skew) };
-    let ctx = Ctx { exclusive: store.capabilities().create_only, store, host, source, opts, progress, cfg };
+    let mut ctx = Ctx { exclusive: store.capabilities().create_only, store, host, source, opts, progress, cfg, damaged: Default::default() };
     let mut report = empty_report(&manifest);
     if !ctx.exclusive {
         report.warnings.push(format!("{} does not honour create-only writes: gc cannot run on it, so publish takes no lease", store.url()));
@@ -281,6 +318,10 @@ pub async fn publish(
     // Published again (a rerun, a rollback): the release becomes the newest once more, after
     // the same steps, which also put back anything missing.
     let was_complete = own.is_some_and(|o| o.state == ReleaseState::Complete);
+    if let Some(c) = plan::clashes(&catalog.records, &manifest).into_iter().next() {
+        return Err(PublishError::Clash { path: c.path, releases: c.releases, store: store.url().into() });
+    }
+    check_not_nested(store, &manifest).await?;
     report.conflicts = plan::conflicts(&catalog.records, &manifest, opts.policy.as_ref(), host.now())?;
     if opts.strict && !report.conflicts.is_empty() {
         return Err(PublishError::Conflicts(report.conflicts));
@@ -292,6 +333,7 @@ pub async fn publish(
     for k in &damaged {
         vouched.remove(k); // not vouched for: upload it again
     }
+    ctx.damaged = damaged.iter().cloned().collect();
     if opts.dry_run {
         dry_run(&ctx, &record, &vouched, &mut report).await?;
         if was_complete && report.uploaded == 0 {
@@ -313,6 +355,27 @@ pub async fn publish(
         report.outcome = Outcome::Repaired;
     }
     Ok(report)
+}
+
+/// Refuses to write into a folder that holds a store of its own (its gc would drop our files'
+/// records, ours would not know its files).
+async fn check_not_nested(store: &dyn Store, manifest: &Manifest) -> Result<(), PublishError> {
+    let folders = plan::folders(manifest);
+    let found: Vec<Option<Key>> = futures::stream::iter(folders)
+        .map(|folder| async move {
+            let marker = Key::new(format!("{folder}/{}", layout::MARKER)).expect("a folder and the marker make a key");
+            match store.get(&marker).await {
+                Ok(_) => Ok(Some(folder)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
+    let Some(folder) = found.into_iter().flatten().next() else { return Ok(()) };
+    let path = manifest.files.iter().find(|f| f.class != FileClass::Entry && f.path.is_under(&folder)).map(|f| f.path.clone());
+    Err(PublishError::NestedStore { path: path.unwrap_or_else(|| folder.clone()), folder, store: store.url().into() })
 }
 
 /// `--repair`: the stored files of the release that are missing, damaged or unreadable (a mutable
@@ -524,7 +587,8 @@ async fn wait_for_gc(ctx: &Ctx<'_>, record: &ReleaseRecord) -> Result<bool, Publ
     Ok(read_own(ctx.store, record).await?.is_some_and(|r| r.state != ReleaseState::Dropping))
 }
 
-/// Step 4.
+/// Step 4: immutable and entry files. Mutable files, which every release shares at one path,
+/// wait for the last step.
 async fn upload_missing(
     ctx: &Ctx<'_>,
     record: &ReleaseRecord,
@@ -536,15 +600,19 @@ async fn upload_missing(
         report.warnings.push(format!("the store holds {p}; it was left alone"));
     }
     let needed = plan::needed(record, &plan::sizes(&listing.objects), vouched);
+    let early = ctx.opts.faults.mutable_early;
+    let needed: Vec<_> = needed.into_iter().filter(|(_, f)| early || f.class != FileClass::Mutable).collect();
     count_uploads(report, &needed);
     ctx.progress.start(report.uploaded, report.uploaded_bytes);
     let (entries, assets): (Vec<_>, Vec<_>) = needed.into_iter().partition(|(_, f)| f.class == FileClass::Entry);
-    upload_all(ctx, assets, ctx.progress).await?;
-    upload_all(ctx, entries, ctx.progress).await
+    upload_all(ctx, &record.release, assets, ctx.progress, None).await?;
+    upload_all(ctx, &record.release, entries, ctx.progress, None).await
 }
 
 /// Step 5: under the lease, no gc deletes anything: what the listing shows stays until the
-/// record says `complete`, and any later gc keeps what a complete release references.
+/// record says `complete`, and any later gc keeps what a complete release references. Mutable
+/// files are written here, so the last release to complete is the one whose content they hold,
+/// and a publish that fails earlier never changes what the current release serves.
 async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
     if !ctx.exclusive || ctx.opts.faults.complete_without_lease {
         return complete_unleased(ctx, &mut record, report).await;
@@ -566,11 +634,18 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
     read_own(ctx.store, record).await?; // still ours (same content)
     let listing = ctx.store.list(None).await?;
     let missing = plan::missing(record, &plan::sizes(&listing.objects));
+    let missing: Vec<_> = missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect();
     if !missing.is_empty() {
         tracing::info!(count = missing.len(), "files vanished before the last step; uploading them again");
         report.repaired += missing.len() as u64;
-        lease.keep_alive(ctx.store, ctx.host, upload_all(ctx, missing, &NoProgress)).await?;
+        lease.keep_alive(ctx.store, ctx.host, upload_all(ctx, &record.release, missing, &NoProgress, None)).await?;
     }
+    let changed = lease.keep_alive(ctx.store, ctx.host, changed_mutable(ctx, record)).await?;
+    for chunk in changed.chunks(ctx.opts.concurrency.max(1)) {
+        lease.ensure(ctx.store, ctx.host).await?;
+        upload_all(ctx, &record.release, chunk.to_vec(), &NoProgress, Some(lease.guard(ctx.host))).await?;
+    }
+    count_mutable(report, &changed);
     ctx.opts.cancel.check()?;
     lease.ensure(ctx.store, ctx.host).await?;
     record.state = ReleaseState::Complete;
@@ -585,8 +660,12 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
 async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
     let listing = ctx.store.list(None).await?;
     let missing = plan::missing(record, &plan::sizes(&listing.objects));
+    let missing: Vec<_> = missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect();
     report.repaired += missing.len() as u64;
-    upload_all(ctx, missing, &NoProgress).await?;
+    upload_all(ctx, &record.release, missing, &NoProgress, None).await?;
+    let changed = changed_mutable(ctx, record).await?;
+    upload_all(ctx, &record.release, changed.clone(), &NoProgress, None).await?;
+    count_mutable(report, &changed);
     record.state = ReleaseState::Complete;
     record.completed = Some(ctx.host.now().max(record.created));
     ctx.store.put(&layout::record_key(&record.release), encode(record), &record_put()).await?;
@@ -594,22 +673,83 @@ async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &m
     Ok(())
 }
 
-async fn upload_all(ctx: &Ctx<'_>, files: Vec<(Key, ManifestFile)>, progress: &dyn Progress) -> Result<(), PublishError> {
+/// This release's mutable files whose stored content differs from the build's (read back and
+/// hashed: a record cannot tell, since a publish that died in this step may have left other
+/// content there).
+async fn changed_mutable(ctx: &Ctx<'_>, record: &ReleaseRecord) -> Result<Vec<(Key, ManifestFile)>, PublishError> {
+    if ctx.opts.faults.mutable_early {
+        return Ok(Vec::new());
+    }
+    let mutable: Vec<(Key, ManifestFile)> =
+        record.stored_files().filter(|(_, f)| f.class == FileClass::Mutable).map(|(k, f)| (k, f.clone())).collect();
+    let checked: Vec<Option<(Key, ManifestFile)>> = futures::stream::iter(mutable)
+        .map(|(key, f)| async move {
+            match ctx.store.get(&key).await {
+                Ok(bytes) if crate::digest::sha256_hex(&bytes) == f.sha256 => Ok(None),
+                Ok(_) => Ok(Some((key, f))),
+                Err(e) if e.is_not_found() => Ok(Some((key, f))),
+                Err(e) => Err(PublishError::from(e)),
+            }
+        })
+        .buffer_unordered(ctx.opts.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut changed: Vec<_> = checked.into_iter().flatten().collect();
+    changed.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(changed)
+}
+
+/// Adds the mutable files written in the last step to what was uploaded.
+fn count_mutable(report: &mut PublishReport, written: &[(Key, ManifestFile)]) {
+    report.uploaded += written.len() as u64;
+    report.uploaded_bytes += written.iter().map(|(_, f)| f.size).sum::<u64>();
+    report.uploaded_keys.extend(written.iter().map(|(k, _)| k.clone()));
+    report.skipped = report.files.saturating_sub(report.uploaded);
+}
+
+/// Uploads `files`. An immutable file is written create-only: one already stored is left as
+/// it is if its content is the same, and refused otherwise (it is never overwritten), unless
+/// `--repair` found it damaged. `guard` guards every write (mutable files, in the last step).
+async fn upload_all(
+    ctx: &Ctx<'_>,
+    release: &ReleaseId,
+    files: Vec<(Key, ManifestFile)>,
+    progress: &dyn Progress,
+    guard: Option<WriteGuard>,
+) -> Result<(), PublishError> {
+    let guard = &guard;
     futures::stream::iter(files)
         .map(|(key, f)| async move {
             ctx.opts.cancel.check()?;
-            let body = ctx.source.body(&f).await?;
+            let create = f.class == FileClass::Immutable && ctx.exclusive && !ctx.damaged.contains(&key);
             let put = PutOptions {
-                mode: PutMode::Overwrite,
+                mode: if create { PutMode::Create } else { PutMode::Overwrite },
                 content_type: Some(f.content_type.clone()),
                 cache_control: Some(f.cache_control.clone()),
                 sha256: Some(f.sha256.clone()),
-                guard: None,
+                guard: guard.clone(),
             };
-            match ctx.store.put(&key, body, &put).await {
-                Ok(()) => {}
-                Err(StoreError::Checksum { .. }) => return Err(PublishError::Changed { path: ctx.source.describe(&f) }),
-                Err(e) => return Err(e.into()),
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let body = ctx.source.body(&f).await?;
+                match ctx.store.put(&key, body, &put).await {
+                    Ok(()) => break,
+                    Err(StoreError::AlreadyExists { .. }) => match ctx.store.get(&key).await {
+                        Ok(bytes) => {
+                            let stored = crate::digest::sha256_hex(&bytes);
+                            if stored == f.sha256 {
+                                break;
+                            }
+                            return Err(PublishError::StoredClash { key, store: ctx.store.url().into(), stored, ours: f.sha256.clone(), release: release.clone() });
+                        }
+                        // Deleted meanwhile (an orphan a gc removed): write it again.
+                        Err(e) if e.is_not_found() && attempts < 3 => continue,
+                        Err(e) => return Err(e.into()),
+                    },
+                    Err(StoreError::Checksum { .. }) => return Err(PublishError::Changed { path: ctx.source.describe(&f) }),
+                    Err(e) => return Err(e.into()),
+                }
             }
             progress.stored(&key, f.size);
             Ok(())

@@ -83,3 +83,56 @@ pub fn conflicts(records: &[ReleaseRecord], manifest: &Manifest, policy: Option<
     }
     Ok(out)
 }
+
+/// A path this build holds with other content than another release, where one of the two is
+/// immutable: browsers cache an immutable file for a year, so it must never change in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Clash {
+    /// The file.
+    pub path: Key,
+    /// Releases (complete or being published) with other content at that path.
+    pub releases: Vec<ReleaseId>,
+}
+
+/// Files of `manifest` that would overwrite, or be overwritten by, another release's immutable
+/// file with other content. Releases being dropped do not count: their files are going.
+pub fn clashes(records: &[ReleaseRecord], manifest: &Manifest) -> Vec<Clash> {
+    let mut out = Vec::new();
+    for f in manifest.files.iter().filter(|f| f.class != FileClass::Entry) {
+        let mut releases: Vec<ReleaseId> = records
+            .iter()
+            .filter(|r| r.release != manifest.release && r.state != ReleaseState::Dropping)
+            .filter(|r| {
+                r.manifest.file(&f.path).is_some_and(|o| {
+                    o.class != FileClass::Entry
+                        && o.sha256 != f.sha256
+                        && (o.class == FileClass::Immutable || f.class == FileClass::Immutable)
+                })
+            })
+            .map(|r| r.release.clone())
+            .collect();
+        if !releases.is_empty() {
+            releases.sort();
+            out.push(Clash { path: f.path.clone(), releases });
+        }
+    }
+    out
+}
+
+/// Folders of `manifest`'s public files (`assets`, `assets/fonts`), where a nested store's
+/// marker would sit.
+pub fn folders(manifest: &Manifest) -> Vec<Key> {
+    let mut out: Vec<Key> = manifest
+        .files
+        .iter()
+        .filter(|f| f.class != FileClass::Entry)
+        .flat_map(|f| {
+            let p = f.path.as_str();
+            p.match_indices('/').map(move |(i, _)| &p[..i])
+        })
+        .filter_map(|d| Key::new(d).ok())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

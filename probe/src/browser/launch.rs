@@ -1,6 +1,6 @@
 //! Starting and stopping Chromium.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -125,7 +125,7 @@ impl Browser {
 
     /// Resident memory of the browser and all its descendants, in bytes (Linux; 0 elsewhere).
     pub fn rss_bytes(&self) -> u64 {
-        self.pgid.map_or(0, |root| tree(root).into_iter().map(|p| proc_stat(p).map_or(0, |s| s.rss_pages * 4096)).sum())
+        self.pgid.map_or(0, |root| tree(root).into_iter().map(|p| proc_stat(p).map_or(0, |s| s.rss_bytes)).sum())
     }
 
     /// Whether the browser process has exited.
@@ -180,25 +180,22 @@ fn kill_group(pgid: Option<u32>) {
 
 struct ProcStat {
     state: char,
-    ppid: u32,
-    rss_pages: u64,
+    rss_bytes: u64,
 }
 
 fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
-    // Fields after `(comm)`, which may hold spaces: state ppid pgrp ... rss is the 22nd.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(ProcStat { state: f.first()?.chars().next()?, ppid: f.get(1)?.parse().ok()?, rss_pages: f.get(21)?.parse().ok()? })
+    use procfs::WithCurrentSystemInfo;
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+    Some(ProcStat { state: stat.state, rss_bytes: stat.rss_bytes().get() })
 }
 
 /// `root` and all its descendants.
 fn tree(root: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![root] };
-    let parents: Vec<(u32, u32)> = entries
+    let Ok(all) = procfs::process::all_processes() else { return vec![root] };
+    let parents: Vec<(u32, u32)> = all
         .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter_map(|pid| proc_stat(pid).map(|s| (pid, s.ppid)))
+        .filter_map(|p| p.stat().ok())
+        .filter_map(|s| Some((u32::try_from(s.pid).ok()?, u32::try_from(s.ppid).ok()?)))
         .collect();
     let mut out = vec![root];
     let mut i = 0;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 use url::Url;
 
@@ -17,7 +17,7 @@ use crate::releases::ReleaseIndex;
 use crate::sample::{Cause, Failure, LoadSample};
 
 /// What browser mode adds to a run.
-#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BrowserStats {
     /// The browser's version string.
     pub version: String,

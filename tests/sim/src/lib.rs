@@ -207,6 +207,7 @@ pub fn run_with(seed: u64, model: Model, faults: Faults, trace: bool) -> Outcome
     let world: WorldRef = Arc::new(Mutex::new(w));
     let mut ctx = Ctx { faults: Faults::default(), world: world.clone(), builds: builds(&mut rng), skews: HashMap::new(), rng: Rng::new(seed ^ 0xabcdef) };
     let mut oracle = Oracle::new(DEFAULT_MAX_CLOCK_SKEW);
+    oracle.mutable_keys = ctx.builds.iter().flat_map(|b| b.files.iter()).filter(|f| f.class == FileClass::Mutable).map(|f| f.path.clone()).collect();
     let mut ex = Executor::new(world.clone(), Rng::new(seed.wrapping_mul(31)), quiet());
     let mut ok = true;
 

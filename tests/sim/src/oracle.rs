@@ -10,6 +10,9 @@
 //!   that vanished: no gc deleted what a live publish relied on.
 //! - I3: after every step, every record that says `complete` is whole (every file present with
 //!   its sha256); no complete record is ever deleted.
+//! - I6: mutable files follow completion order: when a record becomes complete, each of its
+//!   mutable files holds its content (it is now the newest release, the one they serve), and
+//!   only a lease holder writes a mutable file.
 //! - I5: every delete and every record state change lands while its actor holds the lease (the
 //!   highest epoch, held, by it).
 
@@ -80,6 +83,8 @@ pub struct Oracle {
     shas: HashMap<Key, String>,
     /// Every complete record, kept up to date from the effects.
     complete: HashMap<ReleaseId, ReleaseRecord>,
+    /// Keys the builds hold as mutable files.
+    pub mutable_keys: HashSet<Key>,
     /// The protocol-level order of what landed: which kind of actor did which kind of change,
     /// repeats collapsed (timing, keys and contents left out).
     pub order_hash: u64,
@@ -101,6 +106,7 @@ impl Oracle {
             done: HashSet::new(),
             shas: HashMap::new(),
             complete: HashMap::new(),
+            mutable_keys: HashSet::new(),
             order_hash: 0xcbf2_9ce4_8422_2325,
             last_token: String::new(),
         }
@@ -129,8 +135,12 @@ impl Oracle {
     }
 
     fn check_guarded(&mut self, world: &World, actor: usize, what: &str) {
+        self.check_guarded_as(world, "I5", actor, what);
+    }
+
+    fn check_guarded_as(&mut self, world: &World, invariant: &str, actor: usize, what: &str) {
         if let Err(why) = Self::holds_lease(world, actor) {
-            self.violation(world, format!("I5: a{actor} {what} while {why}"));
+            self.violation(world, format!("{invariant}: a{actor} {what} while {why}"));
         }
     }
 
@@ -145,17 +155,33 @@ impl Oracle {
             }
             return;
         }
-        let Some(record) = Self::record_of(key, bytes) else { return };
+        let Some(record) = Self::record_of(key, bytes) else {
+            if self.mutable_keys.contains(key) {
+                self.check_guarded_as(world, "I6", actor, &format!("wrote mutable file `{key}`"));
+            }
+            return;
+        };
         match record.state {
             ReleaseState::Complete => {
                 self.completed_at.insert(record.release.clone(), world.now);
                 self.check_guarded(world, actor, &format!("marked `{}` complete", record.release));
+                self.check_mutable_current(world, &record);
             }
             ReleaseState::Dropping => {
                 self.check_guarded(world, actor, &format!("marked `{}` dropping", record.release));
                 self.check_drop_allowed(world, actor, &record);
             }
             ReleaseState::Pending => {}
+        }
+    }
+
+    /// I6: a release that just became complete is the newest: its mutable files hold its content.
+    fn check_mutable_current(&mut self, world: &World, record: &ReleaseRecord) {
+        for (k, f) in record.stored_files().filter(|(_, f)| f.class == FileClass::Mutable) {
+            if self.shas.get(&k) != Some(&f.sha256) {
+                let v = format!("I6: `{}` became complete while `{k}` holds other content than its own", record.release);
+                return self.violation(world, v);
+            }
         }
     }
 

@@ -50,7 +50,9 @@ macro_rules! conformance_suite {
             max_delete_refuses, create_only_is_exclusive, mutable_conflict, republish_uploads_nothing_and_becomes_newest,
             gc_between_dedupe_and_complete, gc_deletes_while_publish_registers, resumed_publish_survives_gc,
             interrupted_gc_leaves_truthful_records, publish_keep_counts_besides_new, puts_check_sha256,
-            guard_refuses_commit, not_a_store_is_refused, nested_store_left_alone, lease_takeover_is_exclusive);
+            guard_refuses_commit, not_a_store_is_refused, nested_store_left_alone, lease_takeover_is_exclusive,
+            immutable_files_never_change, mutable_files_change_last, a_lease_taken_by_other_means_stops_its_holder,
+            publish_refuses_a_nested_store);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_publish_and_gc() {
             $crate::conformance_suite!(@require [$($service)?]);
@@ -405,6 +407,116 @@ pub async fn mutable_conflict(store: &dyn Store) {
     assert_eq!(store.get(&Key::new("robots.txt").unwrap()).await.unwrap(), Bytes::from_static(b"new robots"));
 }
 
+/// The key of chunk `c` in a [`synthetic_build`].
+fn chunk_key(c: &str) -> Key {
+    Key::new(format!("assets/{c}.{}.js", &deskew_core::manifest::sha256_hex(c.as_bytes())[..8])).unwrap()
+}
+
+/// An immutable file never changes content. A build with other content under a name a release
+/// holds is refused before anything is written; other content already stored under a name no
+/// record knows (a leftover) is never overwritten, and that release stays pending; the same
+/// content there (a resumed upload) is fine.
+pub async fn immutable_files_never_change(store: &dyn Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d1, d2, d3) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    synthetic_build(&d1, "i-a", &["x"], "r");
+    publish_ok(store, &d1, "i-a", now()).await;
+    synthetic_build(&d2, "i-b", &["x"], "r");
+    let x = chunk_key("x");
+    std::fs::write(d2.join(x.as_str()), "export const name = \"changed\";\n").unwrap();
+    let before = keys(store).await;
+    let err = try_publish(store, &d2, "i-b", now()).await.unwrap_err();
+    assert!(matches!(&err, PublishError::Clash { path, releases, .. } if *path == x && releases == &[id("i-a")]), "{err}");
+    assert_eq!(keys(store).await, before, "nothing written");
+    if !store.capabilities().create_only {
+        return; // without create-only writes a stored leftover cannot be told from a race
+    }
+    synthetic_build(&d3, "i-c", &["y"], "r");
+    let y = chunk_key("y");
+    store.put(&y, Body::Bytes(Bytes::from_static(b"leftover")), &PutOptions::default()).await.unwrap();
+    let err = try_publish(store, &d3, "i-c", now()).await.unwrap_err();
+    assert!(matches!(&err, PublishError::StoredClash { key, .. } if *key == y), "{err}");
+    assert_eq!(store.get(&y).await.unwrap(), Bytes::from_static(b"leftover"), "never overwritten");
+    let catalog = Catalog::load(store).await.unwrap();
+    assert_eq!(catalog.get(&id("i-c")).unwrap().state, ReleaseState::Pending, "not complete");
+    let ours = Bytes::from(std::fs::read(d3.join(y.as_str())).unwrap());
+    store.put(&y, Body::Bytes(ours), &PutOptions::default()).await.unwrap();
+    publish_ok(store, &d3, "i-c", now()).await;
+    assert_complete_releases_whole(store).await;
+}
+
+/// Mutable files change only in the last step, under the lease: a publish that fails before it
+/// leaves what the current release serves alone; the release that completes last is the one
+/// whose content they hold (a rollback puts the old content back); content a publish that died
+/// in the last step left there is put right by the next publish, whatever the records say.
+pub async fn mutable_files_change_last(store: &dyn Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d1, d2) = (tmp.path().join("one"), tmp.path().join("two"));
+    synthetic_build(&d1, "m1", &["a"], "robots one");
+    synthetic_build(&d2, "m2", &["p", "q"], "robots two");
+    let robots = Key::new("robots.txt").unwrap();
+    publish_ok(store, &d1, "m1", at(-30)).await;
+    for allowed in 0..6 {
+        let failing = Hooked::new(store, FailPutsAfter::new(allowed));
+        assert!(try_publish(&failing, &d2, "m2", at(-20)).await.is_err(), "fails after {allowed} puts");
+        assert_eq!(store.get(&robots).await.unwrap(), Bytes::from_static(b"robots one"), "a failed publish changed a mutable file");
+    }
+    let catalog = Catalog::load(store).await.unwrap();
+    let m1 = catalog.get(&id("m1")).unwrap();
+    let report = verify::verify(store, &[m1], &catalog.records, 4).await.unwrap();
+    assert!(report.findings.is_empty() && report.superseded.is_empty(), "{report:?}");
+    publish_ok(store, &d2, "m2", at(-10)).await;
+    assert_eq!(store.get(&robots).await.unwrap(), Bytes::from_static(b"robots two"));
+    publish_ok(store, &d1, "m1", at(-5)).await;
+    assert_eq!(store.get(&robots).await.unwrap(), Bytes::from_static(b"robots one"), "a rollback restores it");
+    store.put(&robots, Body::Bytes(Bytes::from_static(b"robots two")), &PutOptions::default()).await.unwrap();
+    let r = publish_ok(store, &d1, "m1", now()).await;
+    assert_eq!(store.get(&robots).await.unwrap(), Bytes::from_static(b"robots one"), "content is compared, not trusted");
+    assert_eq!(r.uploaded_keys, [robots]);
+}
+
+/// A holder whose lease is taken away by other means than lapsing (its epochs deleted by hand, a
+/// holder wrongly judged dead) stops at its next check instead of acting alongside the new one.
+pub async fn a_lease_taken_by_other_means_stops_its_holder(store: &dyn Store) {
+    if !store.capabilities().create_only {
+        return;
+    }
+    let cfg = LeaseConfig::new(Duration::from_secs(60), Duration::from_secs(1));
+    let mut first = Lease::try_acquire(store, &now(), cfg, Purpose::Gc).await.unwrap();
+    first.ensure(store, &now()).await.unwrap();
+    let epochs: Vec<Key> = store.list(Some(&layout::lease_dir())).await.unwrap().objects.into_iter().map(|o| o.key).collect();
+    for k in epochs {
+        store.delete(&k).await.unwrap();
+    }
+    let second = Lease::try_acquire(store, &now(), cfg, Purpose::Gc).await.unwrap();
+    let later = at(2);
+    let err = first.ensure(store, &later).await.unwrap_err();
+    assert!(matches!(err, LeaseError::Lost { .. }), "{err}");
+    second.release(store, &now()).await.unwrap();
+}
+
+/// A build that would write into a folder holding a store of its own is refused before anything
+/// is written, and so is a build carrying a `.deskew` folder at any depth.
+pub async fn publish_refuses_a_nested_store(store: &dyn Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    synthetic_build(&first, "o0", &["z"], "r");
+    publish_ok(store, &first, "o0", at(-10)).await;
+    let inner = deskew_core::store::memory::MemStore::new("nested");
+    publish_ok(&inner, &fixture_dist("v2"), "n1", now()).await;
+    for (k, obj) in inner.snapshot() {
+        store.put(&Key::new("admin").unwrap().join(&k), Body::Bytes(obj.bytes), &PutOptions::default()).await.unwrap();
+    }
+    let dir = tmp.path().join("outer");
+    synthetic_build(&dir, "o1", &["a"], "r");
+    std::fs::create_dir_all(dir.join("admin")).unwrap();
+    std::fs::write(dir.join("admin/robots.txt"), "overwritten").unwrap();
+    let before: BTreeSet<String> = store.list(None).await.unwrap().objects.into_iter().map(|o| o.key.to_string()).collect();
+    let err = try_publish(store, &dir, "o1", now()).await.unwrap_err();
+    assert!(matches!(&err, PublishError::NestedStore { folder, .. } if folder.as_str() == "admin"), "{err}");
+    let after: BTreeSet<String> = store.list(None).await.unwrap().objects.into_iter().map(|o| o.key.to_string()).collect();
+    assert_eq!(after, before, "nothing written");
+}
 
 /// Builds a store holding `old` (chunks f, o) and the newer `cur` (chunk c), and a build `new`
 /// that reuses f: the setting of every publish/gc race below.

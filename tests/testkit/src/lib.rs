@@ -21,6 +21,8 @@ pub enum Service {
     Nginx,
     /// Chromium, for browser mode.
     Chromium,
+    /// The schema validators of the examples (PyPI `kubernetes-validate`, `check-jsonschema`).
+    Validators,
 }
 
 /// Whether every service must be there: under `CI=true` and in `scripts/test`
@@ -41,6 +43,10 @@ pub fn available(service: Service) -> bool {
             "nginx (with its stream module) is not installed",
         ),
         Service::Chromium => (chromium_path().is_some(), "Chromium is not installed"),
+        Service::Validators => (
+            std::process::Command::new("python3").args(["-c", "import kubernetes_validate, check_jsonschema, yaml"]).output().is_ok_and(|o| o.status.success()),
+            "kubernetes-validate and check-jsonschema (PyPI) are not installed",
+        ),
     };
     if present {
         return true;

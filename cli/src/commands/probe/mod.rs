@@ -11,20 +11,47 @@ use deskew_probe::deploy::shell_quote;
 use deskew_probe::{AllowOrigins, LoaderOptions, Mode, ProbeOptions, Report, Traffic, Until};
 
 use crate::Status;
-use crate::args::{ProbeArgs, ProbeMode, StoreArgs};
+use crate::args::{ProbeArgs, ProbeCommand, ProbeControl, ProbeMode, StoreArgs};
 use crate::printer::Printer;
 use crate::signals::Signals;
 use crate::stores::{self, Access, Create};
 
-mod progress;
+mod control;
+pub(crate) use control::StatusOut;
+mod detach;
+pub(crate) mod progress;
+mod state;
 mod storage;
-mod summary;
+pub(crate) mod summary;
 
-pub async fn run(a: ProbeArgs, printer: &Printer, signals: &Signals) -> Result<Status> {
-    if a.url.assumed_http {
-        printer.detail(format_args!("note: no scheme given, probing {}", a.url.url));
+/// `deskew probe …`: a run in the foreground, the start of a detached one, the detached
+/// process itself, or a control command for it.
+pub async fn dispatch(c: ProbeCommand, printer: &Printer, signals: &Signals) -> Result<Status> {
+    match c.control {
+        Some(ProbeControl::Stop(a)) => control::stop(a, printer, signals).await,
+        Some(ProbeControl::Status(a)) => control::status(a, printer),
+        None if c.run.detach => detach::start(&c.run, printer).await,
+        None => run(c.run, printer, signals).await,
     }
-    let until = until(&a)?;
+}
+
+/// The page URL (clap requires it when no control command is given).
+fn page(a: &ProbeArgs) -> &url::Url {
+    &a.url.as_ref().expect("clap requires the page URL").url
+}
+
+async fn run(a: ProbeArgs, printer: &Printer, signals: &Signals) -> Result<Status> {
+    if a.url.as_ref().is_some_and(|u| u.assumed_http) {
+        printer.detail(format_args!("note: no scheme given, probing {}", page(&a)));
+    }
+    let worker = match a.worker {
+        true => Some(detach::Worker::start(a.state.as_deref().expect("clap requires --state"), a.max_duration)?),
+        false => None,
+    };
+    let until = match &worker {
+        Some(w) => w.until(),
+        None => until(&a)?,
+    };
     let traffic = match a.rate {
         Some(rate) => Traffic::Open { rate, max_in_flight: 1000 },
         None => Traffic::Closed { concurrency: a.concurrency.into() },
@@ -43,25 +70,44 @@ pub async fn run(a: ProbeArgs, printer: &Printer, signals: &Signals) -> Result<S
     let loader = loader_options(&a, storage.as_ref());
     let mode = mode(&a, &loader, storage.as_ref())?;
     let watch = progress::Watch::start(printer);
-    let opts = ProbeOptions { mode, traffic, until, loader, store, cancel: signals.cancel.clone(), on_sample: Some(watch.on_sample()) };
-    let result = deskew_probe::run(&a.url.url, opts).await;
+    let on_sample = match &worker {
+        Some(w) => w.on_sample(watch.on_sample()),
+        None => watch.on_sample(),
+    };
+    let opts = ProbeOptions { mode, traffic, until, loader, store, cancel: signals.cancel.clone(), on_sample: Some(on_sample) };
+    let result = deskew_probe::run(page(&a), opts).await;
     watch.finish();
     // A ProbeError names the URL and the cause: one line.
-    let result = result?;
+    let result = match (result, worker.as_ref()) {
+        (Err(e), Some(_)) => return Err(worker.expect("matched").failed(e.into())),
+        (result, _) => result?,
+    };
     let report = Report::new(&result, a.slo);
-    for (path, body) in [(&a.report, report.to_json()), (&a.junit, report.to_junit()), (&a.html, report.to_html())] {
-        if let Some(path) = path {
-            std::fs::write(path, body).with_context(|| format!("failed to write `{}`", path.display()))?;
-        }
+    if let Some(w) = worker {
+        w.finish(&report)?;
     }
+    write_reports(&report, &a.out)?;
     summary::print(&report, printer);
-    if a.json {
+    if a.out.json {
         printer.json(&report)?;
     }
     verdict(&report, printer, signals)
 }
 
+/// Writes the JSON, JUnit and HTML reports to the paths given.
+fn write_reports(report: &Report, out: &crate::args::ReportArgs) -> Result<()> {
+    for (path, body) in [(&out.report, report.to_json()), (&out.junit, report.to_junit()), (&out.html, report.to_html())] {
+        if let Some(path) = path {
+            std::fs::write(path, body).with_context(|| format!("failed to write `{}`", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn until(a: &ProbeArgs) -> Result<Until> {
+    if a.state.is_some() {
+        bail!("--state is for --detach (and `deskew probe stop|status --state DIR`)");
+    }
     Ok(match (&a.duration, a.command.is_empty()) {
         (Some(_), false) => bail!("give either --duration or a deploy command after `--`, not both"),
         (None, true) => bail!("give --duration, or a deploy command after `--` to probe around"),
@@ -78,7 +124,7 @@ fn loader_options(a: &ProbeArgs, storage: Option<&storage::StorageState>) -> Loa
     } else {
         AllowOrigins::Listed(a.allow_origins.clone())
     };
-    let host = a.url.url.host_str().unwrap_or_default();
+    let host = page(a).host_str().unwrap_or_default();
     let mut cookies = a.cookies.clone();
     if let Some(s) = storage {
         cookies.extend(s.cookie_pairs_for(host));
@@ -116,7 +162,7 @@ fn mode(a: &ProbeArgs, loader: &LoaderOptions, storage: Option<&storage::Storage
             if let Some((user, pass)) = &loader.basic_auth {
                 headers.push(("Authorization".into(), format!("Basic {}", deskew_probe::tls::base64(format!("{user}:{pass}").as_bytes()))));
             }
-            let mut cookies: Vec<serde_json::Value> = a.cookies.iter().filter_map(|c| c.split_once('=')).map(|(n, v)| serde_json::json!({ "name": n, "value": v, "url": a.url.url.as_str() })).collect();
+            let mut cookies: Vec<serde_json::Value> = a.cookies.iter().filter_map(|c| c.split_once('=')).map(|(n, v)| serde_json::json!({ "name": n, "value": v, "url": page(a).as_str() })).collect();
             let mut local_storage = Vec::new();
             if let Some(s) = storage {
                 cookies.extend(s.cookies.iter().cloned());
@@ -139,7 +185,7 @@ fn mode(a: &ProbeArgs, loader: &LoaderOptions, storage: Option<&storage::Storage
 
 /// The exit status: interrupted (128 + signal), the deploy command failed (3), the SLO missed
 /// (1) or met (0).
-fn verdict(report: &Report, printer: &Printer, signals: &Signals) -> Result<Status> {
+pub(crate) fn verdict(report: &Report, printer: &Printer, signals: &Signals) -> Result<Status> {
     if report.interrupted {
         printer.warn("interrupted: the report covers the loads made until then, and the deploy command was stopped");
         return Ok(Status::Interrupted(signals.received().unwrap_or(2)));
