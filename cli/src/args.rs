@@ -40,6 +40,10 @@ pub struct GlobalArgs {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Read option values from this TOML file (default: `deskew.toml` in the current directory,
+    /// or DESKEW_CONFIG). A flag beats DESKEW_<OPTION>, which beats the file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +69,59 @@ pub enum Command {
     /// binary: a sample app rolled from v1 to v2 on three in-process pods, probed without and
     /// with a deskew store; exit 0 when the run with deskew had zero failed loads.
     Demo(DemoArgs),
+    /// Print a shell completion script (`deskew completions bash > /etc/bash_completion.d/deskew`).
+    Completions(CompletionsArgs),
+    /// Print the manual page, in roff (`deskew man > deskew.1 && man ./deskew.1`).
+    Man,
+    /// Work with probe reports: `deskew report merge` joins the reports of a run's shards.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Print the effective configuration: each option's value and where it comes from (a
+    /// DESKEW_* variable, deskew.toml, or the default); secrets masked.
+    Config(ConfigArgs),
+}
+
+/// `deskew report …`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the reports of a run's shards into one, judged by the SLO like a single probe (exit
+    /// 0 met, 1 missed, 2 the reports cannot be merged).
+    Merge(MergeArgs),
+}
+
+/// `deskew report merge` options.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' JSON reports (`--report` of each `deskew probe --shard I/N`).
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+    /// Required percentage of successful loads, over all shards.
+    #[arg(long, value_name = "PERCENT", default_value_t = 100.0, value_parser = parse_percent)]
+    pub slo: f64,
+    /// Merge reports of different run ids (by default refused: they are not one run's shards).
+    #[arg(long)]
+    pub allow_mixed_runs: bool,
+    /// Where the merged report goes.
+    #[command(flatten)]
+    pub out: ReportArgs,
+}
+
+/// `deskew config` options.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Only this command's options (e.g. `publish`).
+    pub command: Option<String>,
+    /// Print as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `deskew completions` options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `deskew demo` options.
@@ -167,6 +224,29 @@ pub struct ProbeArgs {
     /// says it timed out.
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, default_value = "1h")]
     pub max_duration: Duration,
+    /// Sharding: this probe is shard I of N (0-based), e.g. `--shard 2/4`; its report carries
+    /// the shard and the run id, and `deskew report merge` joins the shards' reports.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, help_heading = "Sharding")]
+    pub shard: Option<(u32, u32)>,
+    /// Sharding: the number of shards, this one's index taken from JOB_COMPLETION_INDEX (a
+    /// Kubernetes Indexed Job).
+    #[arg(long, value_name = "N", conflicts_with = "shard", value_parser = clap::value_parser!(u32).range(1..=10000), help_heading = "Sharding")]
+    pub shards: Option<u32>,
+    /// Sharding: the id every shard of the run shares (default: derived from --start-at and the URL).
+    #[arg(long, value_name = "ID", help_heading = "Sharding")]
+    pub run_id: Option<String>,
+    /// Start the traffic at this instant (RFC 3339), so every shard begins together.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Sharding")]
+    pub start_at: Option<Timestamp>,
+    /// Sharding: the shard that runs the deploy command; the others probe for the same window.
+    #[arg(long, value_name = "I", default_value_t = 0, help_heading = "Sharding")]
+    pub deploy_shard: u32,
+    /// Sharding: a shard that does not deploy probes until this file exists (then --settle).
+    #[arg(long, value_name = "PATH", help_heading = "Sharding")]
+    pub until_file: Option<PathBuf>,
+    /// Sharding: a shard that does not deploy probes until this URL answers 2xx (then --settle).
+    #[arg(long, value_name = "URL", value_parser = parse_page_url, help_heading = "Sharding")]
+    pub until_url: Option<PageUrl>,
     /// The background process of --detach (internal).
     #[arg(long, hide = true, requires = "state")]
     pub worker: bool,
@@ -291,6 +371,14 @@ pub struct ClassifyArgs {
     /// Glob of files to leave out of the release; repeatable.
     #[arg(long = "exclude", value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// `GLOB=VALUE`: the Cache-Control of matching files, instead of their class's (first match
+    /// wins); repeatable. Example: `--cache-control 'assets/*.wasm=public, max-age=600'`.
+    #[arg(long = "cache-control", value_name = "GLOB=VALUE")]
+    pub cache_control: Vec<String>,
+    /// `GLOB=VALUE`: the Content-Type of matching files, instead of their extension's (first
+    /// match wins); repeatable.
+    #[arg(long = "content-type", value_name = "GLOB=VALUE")]
+    pub content_type: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -594,6 +682,16 @@ fn parse_skew(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is more than the 1h a clock-skew allowance may be"));
     }
     Ok(d)
+}
+
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let err = || format!("`{s}` is not a shard like 0/4 (index/count, the index from 0)");
+    let (i, n) = s.split_once('/').ok_or_else(err)?;
+    let (i, n): (u32, u32) = (i.trim().parse().map_err(|_| err())?, n.trim().parse().map_err(|_| err())?);
+    if n == 0 || i >= n {
+        return Err(err());
+    }
+    Ok((i, n))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

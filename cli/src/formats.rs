@@ -17,6 +17,8 @@ pub const RELEASES: u32 = 1;
 pub const DEMO: u32 = 1;
 /// `probe status --json`.
 pub const PROBE_STATUS: u32 = 1;
+/// `config --json`.
+pub const CONFIG: u32 = 1;
 
 pub(crate) fn publish_version(_: &mut SchemaGenerator) -> Schema {
     deskew_core::schema::version(PUBLISH)
@@ -33,6 +35,9 @@ pub(crate) fn releases_version(_: &mut SchemaGenerator) -> Schema {
 
 pub(crate) fn demo_version(_: &mut SchemaGenerator) -> Schema {
     deskew_core::schema::version(DEMO)
+}
+pub(crate) fn config_version(_: &mut SchemaGenerator) -> Schema {
+    deskew_core::schema::version(CONFIG)
 }
 pub(crate) fn probe_status_version(_: &mut SchemaGenerator) -> Schema {
     deskew_core::schema::version(PROBE_STATUS)
@@ -55,5 +60,6 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("probe-report", schema::<deskew_probe::Report>("probe-report")),
         ("probe-status", schema::<crate::commands::probe::StatusOut>("probe-status")),
         ("demo", schema::<crate::commands::demo::Output<'static>>("demo")),
+        ("config", schema::<crate::commands::config::Output>("config")),
     ]
 }

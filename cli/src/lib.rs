@@ -4,6 +4,7 @@
 //! Exit codes are the same for every command: see [`exit`].
 
 mod args;
+mod config;
 pub(crate) mod commands;
 mod exit;
 pub mod formats;
@@ -13,22 +14,39 @@ mod stores;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
 use args::Cli;
 use printer::Printer;
 
 pub use exit::Status;
 
+/// Parses the command line with the configuration layers (`config`): flag, DESKEW_*,
+/// deskew.toml, default. A usage error is printed here.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::FromArgMatches;
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let usage = |e: anyhow::Error| {
+        anstream::eprintln!("error: {e:#}");
+        ExitCode::from(exit::USAGE)
+    };
+    let file = config::locate(&argv).map(|p| config::ConfigFile::read(&p)).transpose().map_err(usage)?;
+    let command = config::command(file.as_ref()).map_err(usage)?;
+    let parsed = command.try_get_matches_from(&argv).and_then(|m| Cli::from_arg_matches(&m));
+    parsed.map_err(|e| {
+        let code = if e.use_stderr() { exit::USAGE } else { 0 };
+        let _ = e.print();
+        if let (Some(f), true) = (&file, e.use_stderr()) {
+            anstream::eprintln!("note: option values may come from `{}` and DESKEW_* variables (`deskew config` shows each value's source)", f.path.display());
+        }
+        ExitCode::from(code)
+    })
+}
+
 /// Runs deskew with the process's arguments and returns its exit code.
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
     init_logging(&cli.global);
     let printer = Printer::new(&cli.global);

@@ -12,6 +12,7 @@ pub mod digest;
 pub mod faults;
 pub mod gc;
 pub mod gc_plan;
+pub mod headers;
 pub mod heartbeat;
 pub mod host;
 pub mod id;

@@ -13,8 +13,10 @@
 pub mod browser;
 pub mod deploy;
 pub mod extract;
+pub mod histogram;
 pub mod load;
 pub mod loader;
+pub mod merge;
 pub mod releases;
 pub mod report;
 pub mod run;

@@ -77,6 +77,16 @@ pub struct HttpLoader {
     epoch: Instant,
 }
 
+/// Whether `url` answers 2xx now (a signal a pipeline flips, e.g. "the rollout ended"); any
+/// error is "not yet".
+pub async fn answers_ok(url: &Url) -> bool {
+    let client = reqwest::Client::builder().tls_backend_preconfigured(tls_config(false)).timeout(std::time::Duration::from_secs(5)).build();
+    match client {
+        Ok(c) => c.get(url.clone()).send().await.is_ok_and(|r| r.status().is_success()),
+        Err(_) => false,
+    }
+}
+
 fn tls_config(insecure: bool) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())

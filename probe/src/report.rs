@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::browser::run::BrowserStats;
 use crate::deploy::CommandRecord;
+use crate::histogram::Histogram;
 use crate::releases::Owner;
 use crate::run::RunResult;
 use crate::sample::Cause;
 use crate::traffic::Traffic;
 
 /// Report format version.
-pub const REPORT_VERSION: u32 = 1;
+pub const REPORT_VERSION: u32 = 2;
 
 fn report_version(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     deskew_core::schema::version(REPORT_VERSION)
@@ -67,6 +68,13 @@ pub struct Latency {
     pub p99: u64,
     /// Slowest.
     pub max: u64,
+}
+
+impl Latency {
+    /// Percentiles from a histogram, and the exact maximum.
+    pub fn of(h: &Histogram, max: u64) -> Latency {
+        Latency { p50: h.percentile(50.0), p90: h.percentile(90.0), p99: h.percentile(99.0), max }
+    }
 }
 
 /// Failed requests with the same URL and cause.
@@ -151,8 +159,13 @@ pub struct Report {
     pub requests: Requests,
     /// The SLO.
     pub slo: Slo,
-    /// Page-load latency in ms.
+    /// Page-load latency in ms (percentiles from `latency_histogram_ms`).
     pub latency_ms: Latency,
+    /// Every page load's duration in ms, as a mergeable histogram (`deskew report merge`).
+    pub latency_histogram_ms: Histogram,
+    /// Which run and shard this is, for runs split over machines (`--shard I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunInfo>,
     /// Failed requests, grouped, most frequent first.
     pub failures: Vec<FailureGroup>,
     /// Per second.
@@ -169,6 +182,20 @@ pub struct Report {
     pub skipped_origins: Vec<SkippedOrigin>,
 }
 
+/// A run split over machines: every shard's report carries the same id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RunInfo {
+    /// Shared by every shard of the run.
+    pub id: String,
+    /// This shard (0-based); absent in a merged report.
+    pub shard: Option<u32>,
+    /// How many shards the run has.
+    pub shards: u32,
+    /// A merged report: the shards it was merged from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<u32>,
+}
+
 /// Resources on one origin the probe did not fetch.
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SkippedOrigin {
@@ -176,14 +203,6 @@ pub struct SkippedOrigin {
     pub origin: String,
     /// Resource references to it, over all loads.
     pub resources: u64,
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Everything counted over the samples of a run.
@@ -287,8 +306,8 @@ impl Report {
         let total = run.samples.len() as u64;
         let failed = run.samples.iter().filter(|s| !s.ok()).count() as u64;
         let success_percent = if total == 0 { 0.0 } else { (total - failed) as f64 * 100.0 / total as f64 };
-        let mut durations: Vec<u64> = run.samples.iter().map(|s| s.duration.as_millis() as u64).collect();
-        durations.sort_unstable();
+        let histogram = Histogram::of(run.samples.iter().map(|s| s.duration.as_millis() as u64));
+        let max = run.samples.iter().map(|s| s.duration.as_millis() as u64).max().unwrap_or(0);
         let mut tally = Tally::of(run);
         let (skipped_origins, skipped_warning) = tally.skipped_origins();
         let traffic = match &run.traffic {
@@ -309,12 +328,9 @@ impl Report {
             loads: Loads { total, ok: total - failed, failed, success_percent },
             requests: tally.requests.clone(),
             slo: Slo { target_percent: slo_percent, met: total > 0 && success_percent >= slo_percent },
-            latency_ms: Latency {
-                p50: percentile(&durations, 50.0),
-                p90: percentile(&durations, 90.0),
-                p99: percentile(&durations, 99.0),
-                max: durations.last().copied().unwrap_or(0),
-            },
+            latency_ms: Latency::of(&histogram, max),
+            latency_histogram_ms: histogram,
+            run: None,
             failures: tally.failure_groups(),
             timeline: tally.seconds(run.elapsed),
             releases_seen: tally.releases.iter().map(|(release, loads)| ReleaseSeen { release: release.clone(), loads: *loads }).collect(),

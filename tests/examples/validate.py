@@ -100,6 +100,7 @@ def check_kustomization(doc, path):
 SAMPLES = {
     "STORE": "s3://assets-bucket/web", "GITHUB_SHA": "3f2a1c9b0d1e", "CI_COMMIT_SHA": "3f2a1c9b0d1e",
     "APP_URL": "https://web.example/", "vars.APP_URL": "https://web.example/", "url": "https://web.example/",
+    "START_AT": "2026-11-29T10:00:00Z", "ROLLOUT_DONE_URL": "http://signal.example/done", "JOB_COMPLETION_INDEX": "0",
 }
 
 
@@ -107,6 +108,7 @@ def substitute(text, defaults):
     values = {**SAMPLES, **defaults}
     text = re.sub(r"\$\{\{\s*([\w.]+)\s*\}\}", lambda m: values.get(m.group(1), "x"), text)
     text = re.sub(r"\{\{\s*args\.([\w-]+)\s*\}\}", lambda m: values.get(m.group(1), "x"), text)
+    text = re.sub(r"\$\((\w+)\)", lambda m: values.get(m.group(1), m.group(0)), text)  # Kubernetes' $(VAR)
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), m.group(0)), text)
 
 

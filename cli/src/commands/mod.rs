@@ -1,6 +1,9 @@
 //! One module per subcommand, plus what they share.
 
 pub(crate) mod demo;
+mod docs;
+pub(crate) mod config;
+mod report;
 pub(crate) mod gc;
 mod init;
 mod manifest;
@@ -40,6 +43,10 @@ pub async fn dispatch(command: Command, printer: &Printer, signals: &Signals) ->
         Command::Verify(a) => verify::run(a, printer).await,
         Command::Probe(a) => probe::dispatch(*a, printer, signals).await,
         Command::Demo(a) => demo::run(a, printer, signals).await,
+        Command::Completions(a) => docs::completions(a),
+        Command::Man => docs::man(),
+        Command::Config(a) => config::run(a, printer),
+        Command::Report(c) => report::run(c, printer, signals),
         Command::Init(a) => init::run(a, printer).await,
     }
 }
@@ -112,6 +119,7 @@ pub fn build_manifest(dist: &std::path::Path, c: &ClassifyArgs, release: Option<
         globset::Glob::new(g).with_context(|| format!("invalid --exclude glob `{g}`"))?;
     }
     let classifier = Classifier::with_mutable(&c.entry, &c.mutable, &c.immutable)?;
-    let opts = BuildOptions { classifier, exclude: c.exclude.clone(), release };
+    let headers = deskew_core::headers::HeaderRules::new(&c.cache_control, &c.content_type)?;
+    let opts = BuildOptions { classifier, headers, exclude: c.exclude.clone(), release };
     Ok(Manifest::from_dir(dist, &opts)?)
 }

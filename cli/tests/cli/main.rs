@@ -3,6 +3,7 @@
 //! humans read on stderr.
 
 mod browser;
+mod config;
 mod demo;
 mod detach;
 mod errors;
@@ -18,5 +19,6 @@ mod s3;
 mod safety;
 mod soak;
 mod schemas;
+mod shards;
 mod support;
 mod verify;

@@ -82,6 +82,8 @@ pub enum ManifestError {
 pub struct BuildOptions {
     /// Decides each file's class.
     pub classifier: Classifier,
+    /// Per-glob `Cache-Control` and `Content-Type` overrides.
+    pub headers: crate::headers::HeaderRules,
     /// Paths matching these globs are left out.
     pub exclude: Vec<String>,
     /// The release id; `None` derives one from the content ([`ReleaseId::from_digest`]).
@@ -99,7 +101,7 @@ impl Manifest {
     /// Walks `dist` and builds its manifest. Hashing runs on every core.
     pub fn from_dir(dist: &Path, opts: &BuildOptions) -> Result<Manifest, ManifestError> {
         let found = walk(dist, opts)?;
-        let files = hash_all(found, &opts.classifier)?;
+        let files = hash_all(found, opts)?;
         Ok(Manifest::from_files(files, opts.release.clone()))
     }
 
@@ -178,7 +180,7 @@ fn walk(dist: &Path, opts: &BuildOptions) -> Result<Vec<Found>, ManifestError> {
     Ok(found)
 }
 
-fn hash_all(found: Vec<Found>, classifier: &Classifier) -> Result<Vec<ManifestFile>, ManifestError> {
+fn hash_all(found: Vec<Found>, opts: &BuildOptions) -> Result<Vec<ManifestFile>, ManifestError> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(found.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<Vec<(usize, ManifestFile)>, ManifestError>> = std::thread::scope(|s| {
@@ -189,7 +191,7 @@ fn hash_all(found: Vec<Found>, classifier: &Classifier) -> Result<Vec<ManifestFi
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(f) = found.get(i) else { break };
-                        out.push((i, hash_one(f, classifier)?));
+                        out.push((i, hash_one(f, opts)?));
                     }
                     Ok(out)
                 })
@@ -205,14 +207,15 @@ fn hash_all(found: Vec<Found>, classifier: &Classifier) -> Result<Vec<ManifestFi
     Ok(files.into_iter().map(|(_, f)| f).collect())
 }
 
-fn hash_one(f: &Found, classifier: &Classifier) -> Result<ManifestFile, ManifestError> {
+fn hash_one(f: &Found, opts: &BuildOptions) -> Result<ManifestFile, ManifestError> {
     let read_err = |source| ManifestError::Read { path: f.source.clone(), source };
     let file = File::open(&f.source).map_err(read_err)?;
     let (sha256, size) = hash_reader(file).map_err(read_err)?;
-    let class = classifier.classify(f.key.as_str());
+    let path = f.key.as_str();
+    let class = opts.classifier.classify(path);
     Ok(ManifestFile {
-        content_type: crate::mime::content_type(f.key.as_str()),
-        cache_control: classify::cache_control(class).to_string(),
+        content_type: opts.headers.content_type(path).map_or_else(|| crate::mime::content_type(path), str::to_string),
+        cache_control: opts.headers.cache_control(path).unwrap_or(classify::cache_control(class)).to_string(),
         class,
         path: f.key.clone(),
         sha256,

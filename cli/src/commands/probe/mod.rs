@@ -20,6 +20,7 @@ mod control;
 pub(crate) use control::StatusOut;
 mod detach;
 pub(crate) mod progress;
+mod shard;
 mod state;
 mod storage;
 pub(crate) mod summary;
@@ -48,9 +49,14 @@ async fn run(a: ProbeArgs, printer: &Printer, signals: &Signals) -> Result<Statu
         true => Some(detach::Worker::start(a.state.as_deref().expect("clap requires --state"), a.max_duration)?),
         false => None,
     };
-    let until = match &worker {
-        Some(w) => w.until(),
-        None => until(&a)?,
+    if a.state.is_some() && !a.worker {
+        bail!("--state is for --detach (and `deskew probe stop|status --state DIR`)");
+    }
+    let plan = shard::plan(&a)?;
+    let until = match (&worker, shard::until(&a, &plan)) {
+        (Some(w), _) => w.until(),
+        (None, Some(u)) => u,
+        (None, None) => until(&a)?,
     };
     let traffic = match a.rate {
         Some(rate) => Traffic::Open { rate, max_in_flight: 1000 },
@@ -75,6 +81,7 @@ async fn run(a: ProbeArgs, printer: &Printer, signals: &Signals) -> Result<Statu
         None => watch.on_sample(),
     };
     let opts = ProbeOptions { mode, traffic, until, loader, store, cancel: signals.cancel.clone(), on_sample: Some(on_sample) };
+    shard::wait_for_start(&a, printer).await;
     let result = deskew_probe::run(page(&a), opts).await;
     watch.finish();
     // A ProbeError names the URL and the cause: one line.
@@ -82,7 +89,8 @@ async fn run(a: ProbeArgs, printer: &Printer, signals: &Signals) -> Result<Statu
         (Err(e), Some(_)) => return Err(worker.expect("matched").failed(e.into())),
         (result, _) => result?,
     };
-    let report = Report::new(&result, a.slo);
+    let mut report = Report::new(&result, a.slo);
+    report.run = plan.run;
     if let Some(w) = worker {
         w.finish(&report)?;
     }
@@ -95,7 +103,7 @@ async fn run(a: ProbeArgs, printer: &Printer, signals: &Signals) -> Result<Statu
 }
 
 /// Writes the JSON, JUnit and HTML reports to the paths given.
-fn write_reports(report: &Report, out: &crate::args::ReportArgs) -> Result<()> {
+pub(crate) fn write_reports(report: &Report, out: &crate::args::ReportArgs) -> Result<()> {
     for (path, body) in [(&out.report, report.to_json()), (&out.junit, report.to_junit()), (&out.html, report.to_html())] {
         if let Some(path) = path {
             std::fs::write(path, body).with_context(|| format!("failed to write `{}`", path.display()))?;
@@ -105,9 +113,6 @@ fn write_reports(report: &Report, out: &crate::args::ReportArgs) -> Result<()> {
 }
 
 fn until(a: &ProbeArgs) -> Result<Until> {
-    if a.state.is_some() {
-        bail!("--state is for --detach (and `deskew probe stop|status --state DIR`)");
-    }
     Ok(match (&a.duration, a.command.is_empty()) {
         (Some(_), false) => bail!("give either --duration or a deploy command after `--`, not both"),
         (None, true) => bail!("give --duration, or a deploy command after `--` to probe around"),
