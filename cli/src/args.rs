@@ -101,6 +101,10 @@ pub struct MergeArgs {
     /// Merge reports of different run ids (by default refused: they are not one run's shards).
     #[arg(long)]
     pub allow_mixed_runs: bool,
+    /// Merge even when some shards of the run have no report (by default refused: a missing
+    /// shard may be the one that saw the failures).
+    #[arg(long)]
+    pub allow_missing_shards: bool,
     /// Where the merged report goes.
     #[command(flatten)]
     pub out: ReportArgs,

@@ -188,3 +188,23 @@ fn layer(mut sub: Command, table: &str, file: Option<&ConfigFile>) -> Result<Com
     }
     Ok(sub)
 }
+
+/// Options that replace each other: one given as a flag wins over the other from a variable or
+/// the file (`--concurrency 2` over `DESKEW_RATE`, a deploy command over `duration` in the file).
+const ALTERNATIVES: &[(&str, &str)] = &[("concurrency", "rate"), ("command", "duration")];
+
+/// Drops the layered value of an option whose alternative was given on the command line.
+pub fn flags_win_over_alternatives(m: &clap::ArgMatches, cli: &mut Cli) {
+    use clap::parser::ValueSource;
+    let (Some(("probe", sub)), crate::args::Command::Probe(p)) = (m.subcommand(), &mut cli.command) else { return };
+    for (flag, other) in ALTERNATIVES {
+        let given = sub.value_source(flag) == Some(ValueSource::CommandLine);
+        let layered = matches!(sub.value_source(other), Some(ValueSource::EnvVariable | ValueSource::DefaultValue));
+        if given && layered {
+            match *other {
+                "rate" => p.run.rate = None,
+                _ => p.run.duration = None,
+            }
+        }
+    }
+}

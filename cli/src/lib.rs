@@ -24,22 +24,45 @@ pub use exit::Status;
 /// deskew.toml, default. A usage error is printed here.
 fn parse() -> Result<Cli, ExitCode> {
     use clap::FromArgMatches;
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let usage = |e: anyhow::Error| {
         anstream::eprintln!("error: {e:#}");
         ExitCode::from(exit::USAGE)
     };
+    let argv = commands::worker_argv(std::env::args_os().collect()).map_err(usage)?;
     let file = config::locate(&argv).map(|p| config::ConfigFile::read(&p)).transpose().map_err(usage)?;
     let command = config::command(file.as_ref()).map_err(usage)?;
-    let parsed = command.try_get_matches_from(&argv).and_then(|m| Cli::from_arg_matches(&m));
+    let parsed = command.try_get_matches_from(&argv).and_then(|m| {
+        let mut cli = Cli::from_arg_matches(&m)?;
+        config::flags_win_over_alternatives(&m, &mut cli);
+        Ok(cli)
+    });
     parsed.map_err(|e| {
         let code = if e.use_stderr() { exit::USAGE } else { 0 };
+        if let Some(value) = secret_value(&e) {
+            // clap's message repeats the value, and this one may be a credential: the reason stays.
+            anstream::eprint!("{}", e.to_string().replace(&value, "***"));
+            return ExitCode::from(code);
+        }
         let _ = e.print();
         if let (Some(f), true) = (&file, e.use_stderr()) {
             anstream::eprintln!("note: option values may come from `{}` and DESKEW_* variables (`deskew config` shows each value's source)", f.path.display());
         }
         ExitCode::from(code)
     })
+}
+
+/// The value a parse error about a credential option (`--header`, `--basic-auth`, `--cookie`)
+/// would repeat, if any.
+fn secret_value(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
+    if !["--header", "--basic-auth", "--cookie"].iter().any(|s| arg.contains(s)) {
+        return None;
+    }
+    match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) if !v.is_empty() => Some(v.clone()),
+        _ => None,
+    }
 }
 
 /// Runs deskew with the process's arguments and returns its exit code.

@@ -47,6 +47,23 @@ pub enum MergeError {
         /// The run.
         run: String,
     },
+    /// Shards that disagree on how many there are, or an index out of range.
+    #[error("`{b}` is shard {shard} of {shards}, but `{a}` says the run has {expected} shards")]
+    Shards {
+        /// The first file.
+        a: String,
+        /// The disagreeing one.
+        b: String,
+        /// Its index.
+        shard: u32,
+        /// Its count.
+        shards: u32,
+        /// The first file's count.
+        expected: u32,
+    },
+    /// Counts too large to add: not reports a probe wrote.
+    #[error("the reports' load counts overflow when added: they were not written by a probe")]
+    Overflow,
     /// HTTP and browser mode.
     #[error("`{a}` probed in {mode_a} mode but `{b}` in {mode_b} mode")]
     Modes {
@@ -76,6 +93,12 @@ fn check(shards: &[Shard], allow_mixed: bool) -> Result<(), MergeError> {
         if !allow_mixed && run_id(&s.report) != run_id(&first.report) {
             return Err(MergeError::Runs { a: first.name.clone(), run_a: run_id(&first.report), b: s.name.clone(), run_b: run_id(&s.report) });
         }
+        if let Some(RunInfo { shard: Some(i), shards, .. }) = &s.report.run {
+            let n = first.report.run.as_ref().map_or(*shards, |r| r.shards);
+            if *shards != n || i >= shards {
+                return Err(MergeError::Shards { a: first.name.clone(), b: s.name.clone(), shard: *i, shards: *shards, expected: n });
+            }
+        }
         if let Some(RunInfo { id, shard: Some(n), .. }) = &s.report.run {
             if let Some(other) = seen.insert((id.clone(), *n), &s.name) {
                 return Err(MergeError::DuplicateShard { a: other.to_string(), b: s.name.clone(), shard: *n, run: id.clone() });
@@ -92,7 +115,10 @@ pub fn merge(shards: &[Shard], slo_percent: f64, allow_mixed: bool) -> Result<Re
     let started = reports.iter().map(|r| r.started).min().expect("checked non-empty");
     // Each shard's clock, moved onto the earliest start.
     let offset_ms = |r: &Report| r.started.since(started).as_millis() as u64;
-    let (total, failed) = reports.iter().fold((0, 0), |(t, f), r| (t + r.loads.total, f + r.loads.failed));
+    let (total, failed) = reports
+        .iter()
+        .try_fold((0u64, 0u64), |(t, f), r| Some((t.checked_add(r.loads.total)?, f.checked_add(r.loads.failed)?)))
+        .ok_or(MergeError::Overflow)?;
     let success_percent = if total == 0 { 0.0 } else { (total - failed) as f64 * 100.0 / total as f64 };
     let histogram = reports.iter().fold(Histogram::default(), |h, r| h.merge(&r.latency_histogram_ms));
     let max = reports.iter().map(|r| r.latency_ms.max).max().unwrap_or(0);

@@ -397,7 +397,8 @@ impl Report {
         // Bars fill about 960 px, between 3 and 40 px each.
         let w = (960 / self.timeline.len().max(1)).clamp(3, 40);
         let h = 120usize;
-        let max = self.timeline.iter().map(|s| s.loads).max().unwrap_or(1).max(1) as f64;
+        // A load failing in a later second than it started can make a second's failed exceed its loads.
+        let max = self.timeline.iter().map(|s| s.loads.max(s.failed)).max().unwrap_or(1).max(1) as f64;
         let mut bars = String::new();
         for (i, s) in self.timeline.iter().enumerate() {
             let x = i * w;

@@ -8,6 +8,7 @@ pub(crate) mod gc;
 mod init;
 mod manifest;
 pub(crate) mod probe;
+pub(crate) use probe::worker_argv;
 pub(crate) mod publish;
 pub(crate) mod releases;
 pub(crate) mod verify;

@@ -154,3 +154,21 @@ fn completions_and_the_manual_page() {
         assert!(man.contains(section), "{section} is in the manual page");
     }
 }
+
+/// Review finding: an option given as a flag wins over its alternative from a variable or the
+/// file (`--concurrency` over DESKEW_RATE; a deploy command over DESKEW_DURATION).
+#[test]
+fn a_flag_wins_over_its_alternative_from_the_environment() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let site = rt.block_on(deskew_testkit::site::Site::start(deskew_testkit::fixture_dist("v1")));
+    let t = Scratch::new();
+    let r = in_dir(&t.path(""), &["probe", &site.url, "--duration", "1s", "--concurrency", "2", "--json", "-q"], &[("DESKEW_RATE", "5")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["traffic"]["model"], "closed");
+    let r = in_dir(&t.path(""), &["probe", &site.url, "--warmup", "0s", "--settle", "0s", "--json", "-q", "--", "true"], &[("DESKEW_DURATION", "30s")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["command"]["success"], true);
+    let r = in_dir(&t.path(""), &["probe", &site.url, "--duration", "1s", "-H", "Authorization Bearer t0ken"], &[]);
+    assert_eq!(r.code, 2);
+    assert!(!r.stderr.contains("t0ken"), "a malformed credential is not echoed: {}", r.stderr);
+}

@@ -122,7 +122,14 @@ fn a_killed_background_probe_is_never_success() {
     let pid = worker_pid(&state);
     assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     assert!(gone(pid, Duration::from_secs(5)));
-    let r = run(&["probe", "status", "--state", &s(&state)]);
+    // The main thread shows as a zombie while its other threads still hold its files (the lock)
+    // for a moment: wait, bounded, for the lock to be released.
+    let start = Instant::now();
+    let mut r = run(&["probe", "status", "--state", &s(&state)]);
+    while r.code == 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+        r = run(&["probe", "status", "--state", &s(&state)]);
+    }
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("died"), "{}", r.stderr);
     let r = stop(&state, &[]);
@@ -183,4 +190,65 @@ fn an_abandoned_probe_ends_at_max_duration() {
     let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.path("r.json")).unwrap()).unwrap();
     assert_eq!(rep["timed_out"], true);
     assert_schema("probe-report", &rep);
+}
+
+/// Review findings: two starts racing for one DIR never both report success for one probe; a
+/// report edited after the fact, or another probe's, is no verdict; a worker whose state
+/// directory no longer names it ends; credentials never reach the state directory or `ps`.
+#[test]
+fn a_detached_probe_is_only_judged_by_its_own_report() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let site = rt.block_on(deskew_testkit::site::Site::start(deskew_testkit::fixture_dist("v1")));
+    let t = Scratch::new();
+    for round in 0..4 {
+        let state = t.path(&format!("race{round}"));
+        let spawn = || {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
+                .args(["probe", &site.url, "--detach", "--state", &s(&state), "--concurrency", "1"])
+                .output()
+                .unwrap()
+        };
+        let (a, b) = std::thread::scope(|sc| {
+            let a = sc.spawn(spawn);
+            let b = sc.spawn(spawn);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let ok: Vec<String> = [a, b].iter().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect();
+        assert!(ok.len() <= 1, "round {round}: both starts said they detached: {ok:?}");
+        if let Some(said) = ok.first() {
+            assert!(said.contains(&format!("pid {} ", worker_pid(&state))), "round {round}: the winner names the running probe: {said}");
+        }
+        let _ = run(&["probe", "stop", "--state", &s(&state), "--settle", "0s"]);
+    }
+
+    let state = t.path("edited");
+    run_ok(&["probe", &site.url, "--detach", "--state", &s(&state), "--basic-auth", "ops:hunter2", "-H", "X-Token: s3cr3t"]);
+    let pid = worker_pid(&state);
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let identity = std::fs::read_to_string(state.join("probe.json")).unwrap();
+    for secret in ["hunter2", "s3cr3t"] {
+        assert!(!cmdline.contains(secret), "{secret} on the worker's command line");
+        assert!(!identity.contains(secret), "{secret} in probe.json: {identity}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(state.join("probe.json")).unwrap().permissions().mode() & 0o077, 0, "owner-only state files");
+    site.faults.not_found_every.store(3, std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let r = stop(&state, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let mut rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state.join("report.json")).unwrap()).unwrap();
+    rep["loads"]["failed"] = 0.into();
+    rep["slo"]["met"] = true.into();
+    std::fs::write(state.join("report.json"), rep.to_string()).unwrap();
+    let r = stop(&state, &[]);
+    assert_eq!(r.code, 2, "an edited report is no verdict: {}", r.stderr);
+    assert!(r.stderr.contains("is not the report the background probe"), "{}", r.stderr);
+    site.faults.not_found_every.store(0, std::sync::atomic::Ordering::SeqCst);
+
+    let state = t.path("orphan");
+    run_ok(&["probe", &site.url, "--detach", "--state", &s(&state)]);
+    let pid = worker_pid(&state);
+    std::fs::remove_file(state.join("probe.json")).unwrap();
+    assert!(gone(pid, Duration::from_secs(10)), "a worker its directory no longer names ends");
+    assert!(!state.join("report.json").exists(), "and writes nothing there");
 }

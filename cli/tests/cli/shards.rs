@@ -172,3 +172,51 @@ fn bad_input_to_merge_is_refused() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["run"], serde_json::json!({ "id": "k", "shard": 1, "shards": 2 }));
 }
+
+/// Review findings: a run with a shard missing, a hand-edited report (counts that disagree), or a
+/// shard that timed out is never merged into a passing verdict.
+#[test]
+fn merge_never_passes_an_incomplete_or_edited_run() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let site = rt.block_on(deskew_testkit::site::Site::start(deskew_testkit::fixture_dist("v1")));
+    let t = Scratch::new();
+    let probe = |name: &str, shard: &str| -> std::path::PathBuf {
+        let p = t.path(name);
+        let r = run(&["probe", &site.url, "--duration", "1s", "--concurrency", "1", "-q", "--shard", shard, "--run-id", "r", "--report", &s(&p)]);
+        assert!(matches!(r.code, 0 | 1), "{}", r.stderr);
+        p
+    };
+    let a = probe("a.json", "0/2");
+    let r = merge(std::slice::from_ref(&a), &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("shards [1]") && r.stderr.contains("--allow-missing-shards"), "{}", r.stderr);
+    assert_eq!(merge(std::slice::from_ref(&a), &["--allow-missing-shards"]).code, 0);
+    site.faults.not_found_every.store(2, std::sync::atomic::Ordering::SeqCst);
+    let b = probe("b.json", "1/2");
+    assert_eq!(merge(&[a.clone(), b.clone()], &[]).code, 1, "shard 1 saw failures");
+    let honest = json(&b);
+    let mut edited = honest.clone();
+    edited["loads"]["failed"] = 0.into();
+    edited["loads"]["ok"] = edited["loads"]["total"].clone();
+    std::fs::write(t.path("edited.json"), edited.to_string()).unwrap();
+    let r = merge(&[a.clone(), t.path("edited.json")], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("edited.json") && r.stderr.contains("not a consistent probe report"), "{}", r.stderr);
+    let text = std::fs::read_to_string(&b).unwrap().replacen("\"failed\":", "\"failed\": 0, \"failed\":", 1);
+    std::fs::write(t.path("dup.json"), text).unwrap();
+    let r = merge(&[a.clone(), t.path("dup.json")], &[]);
+    assert_eq!(r.code, 2, "a field given twice: {}", r.stderr);
+    let mut late = honest.clone();
+    late["timed_out"] = true.into();
+    std::fs::write(t.path("late.json"), late.to_string()).unwrap();
+    assert_eq!(merge(&[a.clone(), t.path("late.json")], &[]).code, 2, "a timed-out shard gives no verdict");
+    let mut other = honest.clone();
+    other["run"]["shards"] = 3.into();
+    std::fs::write(t.path("other.json"), other.to_string()).unwrap();
+    let r = merge(&[a, t.path("other.json")], &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("says the run has 2 shards"), "{}", r.stderr);
+    let r = run(&["probe", &site.url, "--duration", "1s", "--start-at", "2999-01-01T00:00:00Z"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("more than a day ahead"), "{}", r.stderr);
+}

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use deskew_core::time::Timestamp;
 use deskew_probe::Report;
 use serde::Serialize;
@@ -27,7 +27,11 @@ pub async fn stop(a: ProbeStopArgs, printer: &Printer, signals: &Signals) -> Res
         printer.status("Stopping", format_args!("probe pid {} after a settle time of {}", who.pid, humantime::format_duration(a.settle)));
         wait_for_end(&dir, &who, a.settle + FINISH_WAIT, signals).await?;
     }
-    let Some(report) = dir.read::<Report>("report.json")? else {
+    let now = dir.read::<Identity>("probe.json")?;
+    if now.as_ref().is_none_or(|n| n.token != who.token) {
+        bail!("the background probe (pid {}, started {}) was replaced in `{}` by another --detach while stopping: no verdict for it", who.pid, who.started, dir.dir().display());
+    }
+    let Some(report) = own_report(&dir, &who)? else {
         let why = match dir.read::<super::state::Failure>("error.json")? {
             Some(f) => f.message,
             None => format!("it was killed or crashed; its log ends:\n{}", dir.log_tail(10)),
@@ -49,6 +53,24 @@ pub async fn stop(a: ProbeStopArgs, printer: &Printer, signals: &Signals) -> Res
         );
     }
     super::verdict(&report, printer, signals)
+}
+
+/// The report `who` wrote, checked against the digest it recorded and its last heartbeat; `None`
+/// if it wrote none. A report edited, planted or left by another probe is refused.
+fn own_report(dir: &StateDir, who: &Identity) -> Result<Option<Report>> {
+    let Ok(body) = std::fs::read(dir.path("report.json")) else { return Ok(None) };
+    let done = dir.read::<super::state::Done>("done.json")?;
+    let genuine = done.is_some_and(|d| d.token == who.token && d.report_sha256 == deskew_core::digest::sha256_hex(&body));
+    if !genuine {
+        bail!("`{}` is not the report the background probe (pid {}) wrote (changed, or left by another probe): no verdict", dir.path("report.json").display(), who.pid);
+    }
+    let report: Report = serde_json::from_slice(&body).with_context(|| format!("`{}` is not a probe report", dir.path("report.json").display()))?;
+    if let Some(beat) = dir.read::<Heartbeat>("status.json")?.filter(|b| b.token == who.token) {
+        if (beat.failed as u64) > report.loads.failed || (beat.loads as u64) > report.loads.total {
+            bail!("`{}` counts fewer loads or failures than the probe's own heartbeat ({} loads, {} failed): no verdict", dir.path("report.json").display(), beat.loads, beat.failed);
+        }
+    }
+    Ok(Some(report))
 }
 
 /// Waits until the probe releases its lock (it has written its report and exited).

@@ -18,6 +18,7 @@ use crate::stores::{self, Access, Create};
 
 mod control;
 pub(crate) use control::StatusOut;
+pub(crate) use detach::worker_argv;
 mod detach;
 pub(crate) mod progress;
 mod shard;
@@ -81,7 +82,7 @@ async fn run(a: ProbeArgs, printer: &Printer, signals: &Signals) -> Result<Statu
         None => watch.on_sample(),
     };
     let opts = ProbeOptions { mode, traffic, until, loader, store, cancel: signals.cancel.clone(), on_sample: Some(on_sample) };
-    shard::wait_for_start(&a, printer).await;
+    shard::wait_for_start(&a, printer, &signals.cancel).await;
     let result = deskew_probe::run(page(&a), opts).await;
     watch.finish();
     // A ProbeError names the URL and the cause: one line.

@@ -24,6 +24,9 @@ pub struct Plan {
 
 /// Works out the shard from the flags (or JOB_COMPLETION_INDEX with `--shards`).
 pub fn plan(a: &ProbeArgs) -> Result<Plan> {
+    if let Some(at) = a.start_at.filter(|at| at.since(Timestamp::now()) > MAX_START_AHEAD) {
+        bail!("--start-at {at} is more than a day ahead: check the date");
+    }
     let shard = match (a.shard, a.shards) {
         (Some(s), _) => Some(s),
         (None, Some(n)) => {
@@ -88,8 +91,12 @@ pub fn until(a: &ProbeArgs, plan: &Plan) -> Option<Until> {
     Some(Until::Stop { stop, max: a.duration.unwrap_or(a.max_duration) })
 }
 
-/// Waits for `--start-at`; says so when it has already passed.
-pub async fn wait_for_start(a: &ProbeArgs, printer: &Printer) {
+/// The furthest ahead `--start-at` may be: a typo in the date must not leave a probe waiting.
+const MAX_START_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
+/// Waits for `--start-at` (a signal ends the wait, and the run stops at once); says so when it has
+/// already passed.
+pub async fn wait_for_start(a: &ProbeArgs, printer: &Printer, cancel: &Cancel) {
     let Some(at) = a.start_at else { return };
     let now = Timestamp::now();
     if at <= now {
@@ -99,5 +106,8 @@ pub async fn wait_for_start(a: &ProbeArgs, printer: &Printer) {
         return;
     }
     printer.detail(format_args!("waiting for --start-at {at}"));
-    tokio::time::sleep(at.since(now)).await;
+    tokio::select! {
+        _ = tokio::time::sleep(at.since(now)) => {}
+        _ = cancel.cancelled() => {}
+    }
 }

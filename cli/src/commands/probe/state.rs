@@ -27,6 +27,9 @@ pub const STATE_VERSION: u32 = 1;
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Identity {
     pub version: u32,
+    /// Chosen by the start step and handed to the worker: tells this probe from any other that
+    /// used the directory before or after it.
+    pub token: String,
     pub pid: u32,
     pub started: Timestamp,
     pub argv: Vec<String>,
@@ -37,6 +40,7 @@ pub struct Identity {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub version: u32,
+    pub token: String,
     pub pid: u32,
     /// When it was written.
     pub updated: Option<Timestamp>,
@@ -52,6 +56,15 @@ pub struct StopRequest {
     pub version: u32,
     pub requested: Timestamp,
     pub settle_ms: u64,
+}
+
+/// `done.json`: written after `report.json`, binding it to the probe that wrote it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Done {
+    pub version: u32,
+    pub token: String,
+    /// sha256 of `report.json`'s bytes.
+    pub report_sha256: String,
 }
 
 /// `error.json`.
@@ -107,17 +120,28 @@ impl StateDir {
         }
     }
 
-    /// Writes `name` atomically (a temporary file, then a rename): a reader never sees half.
+    /// Writes `name` as JSON atomically (a temporary file, then a rename): a reader never sees half.
     pub fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        self.write_raw(name, &serde_json::to_vec_pretty(value).expect("state serializes"))
+    }
+
+    /// Writes `name` atomically, readable by its owner only (it may name what was probed).
+    pub fn write_raw(&self, name: &str, body: &[u8]) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.path(name);
         let tmp = self.path(&format!(".{name}.tmp"));
-        let body = serde_json::to_vec_pretty(value).expect("state serializes");
-        std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, &path)).with_context(|| format!("failed to write `{}`", path.display()))
+        let write = || -> std::io::Result<()> {
+            let mut f = File::options().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(body)?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().with_context(|| format!("failed to write `{}`", path.display()))
     }
 
     /// Removes what a previous probe left (never the log, which is appended to).
     pub fn clear(&self) -> Result<()> {
-        for name in ["probe.json", "status.json", "stop.json", "report.json", "error.json"] {
+        for name in ["probe.json", "status.json", "stop.json", "report.json", "done.json", "error.json"] {
             match std::fs::remove_file(self.path(name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(e).with_context(|| format!("failed to remove `{}`", self.path(name).display()));
