@@ -29,7 +29,17 @@ use clap::{Command, CommandFactory};
 use crate::args::Cli;
 
 /// Options that are not configuration (or are the configuration's own).
-const NOT_CONFIGURABLE: &[&str] = &["help", "version", "config", "worker"];
+pub const NOT_CONFIGURABLE: &[&str] = &["help", "version", "config", "worker"];
+
+/// Options whose values are credentials: masked by `deskew config`, never repeated in errors,
+/// never written to a detached probe's state directory.
+pub const CREDENTIALS: &[&str] = &["basic-auth", "cookie", "header"];
+
+/// Whether a command-line word names a credential option (`--header`, `-H`, `--cookie=…`).
+pub fn is_credential_flag(word: &str) -> bool {
+    let name = word.split_once('=').map_or(word, |(n, _)| n);
+    name == "-H" || name.strip_prefix("--").is_some_and(|l| CREDENTIALS.contains(&l))
+}
 
 /// The option values read from a file.
 #[derive(Debug)]

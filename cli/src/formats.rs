@@ -20,27 +20,23 @@ pub const PROBE_STATUS: u32 = 1;
 /// `config --json`.
 pub const CONFIG: u32 = 1;
 
-pub(crate) fn publish_version(_: &mut SchemaGenerator) -> Schema {
-    deskew_core::schema::version(PUBLISH)
-}
-pub(crate) fn gc_version(_: &mut SchemaGenerator) -> Schema {
-    deskew_core::schema::version(GC)
-}
-pub(crate) fn verify_version(_: &mut SchemaGenerator) -> Schema {
-    deskew_core::schema::version(VERIFY)
-}
-pub(crate) fn releases_version(_: &mut SchemaGenerator) -> Schema {
-    deskew_core::schema::version(RELEASES)
+/// For each format, the `schema_with` function that pins its `version` field to the constant.
+macro_rules! version_schemas {
+    ($($name:ident => $version:ident),* $(,)?) => {
+        $(pub(crate) fn $name(_: &mut SchemaGenerator) -> Schema {
+            deskew_core::schema::version($version)
+        })*
+    };
 }
 
-pub(crate) fn demo_version(_: &mut SchemaGenerator) -> Schema {
-    deskew_core::schema::version(DEMO)
-}
-pub(crate) fn config_version(_: &mut SchemaGenerator) -> Schema {
-    deskew_core::schema::version(CONFIG)
-}
-pub(crate) fn probe_status_version(_: &mut SchemaGenerator) -> Schema {
-    deskew_core::schema::version(PROBE_STATUS)
+version_schemas! {
+    publish_version => PUBLISH,
+    gc_version => GC,
+    verify_version => VERIFY,
+    releases_version => RELEASES,
+    demo_version => DEMO,
+    config_version => CONFIG,
+    probe_status_version => PROBE_STATUS,
 }
 
 /// Every format's schema, by file name stem (`schemas/<name>.schema.json`).

@@ -56,7 +56,7 @@ fn parse() -> Result<Cli, ExitCode> {
 fn secret_value(e: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue};
     let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
-    if !["--header", "--basic-auth", "--cookie"].iter().any(|s| arg.contains(s)) {
+    if !config::CREDENTIALS.iter().any(|c| arg.contains(&format!("--{c}"))) {
         return None;
     }
     match e.get(ContextKind::InvalidValue) {

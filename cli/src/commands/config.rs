@@ -10,9 +10,6 @@ use crate::args::{Cli, ConfigArgs};
 use crate::config::{self, ConfigFile};
 use crate::printer::Printer;
 
-/// Options whose values are credentials.
-const SECRET: &[&str] = &["basic-auth", "cookie", "header"];
-
 /// One option's effective value.
 #[derive(Serialize, schemars::JsonSchema)]
 pub(crate) struct Entry {
@@ -66,7 +63,7 @@ pub fn run(a: ConfigArgs, printer: &Printer) -> Result<Status> {
 fn collect(cmd: &clap::Command, name: &str, table: &str, file: Option<&ConfigFile>, out: &mut Vec<Entry>) -> Result<()> {
     for arg in cmd.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
-        if ["help", "version", "config", "worker"].contains(&long) {
+        if config::NOT_CONFIGURABLE.contains(&long) {
             continue;
         }
         let env = config::env_name(long);
@@ -80,7 +77,7 @@ fn collect(cmd: &clap::Command, name: &str, table: &str, file: Option<&ConfigFil
         } else {
             continue;
         };
-        let value = if SECRET.contains(&long) { "***".to_string() } else { value };
+        let value = if config::CREDENTIALS.contains(&long) { "***".to_string() } else { value };
         out.push(Entry { command: name.to_string(), option: long.to_string(), value, source });
     }
     for sub in cmd.get_subcommands() {

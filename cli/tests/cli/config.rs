@@ -28,7 +28,7 @@ fn file_then_env_then_flag() {
         let mut dist = std::path::PathBuf::from(fixture(v));
         if i == 3 {
             dist = t.path("v4");
-            copy(&std::path::PathBuf::from(fixture("v1")), &dist);
+            copy_dir(std::path::Path::new(&fixture("v1")), &dist);
             std::fs::write(dist.join("robots.txt"), "v4").unwrap();
         }
         run_ok(&["publish", &s(&dist), "--store", &t.store(), "--release", &format!("r{i}")]);
@@ -47,14 +47,6 @@ fn file_then_env_then_flag() {
     assert_eq!((keep["value"].as_str(), keep["source"].as_str()), (Some("2"), Some("env DESKEW_KEEP")));
     let store = cfg["options"].as_array().unwrap().iter().find(|o| o["option"] == "store").unwrap().clone();
     assert_eq!(store["source"], "deskew.toml");
-}
-
-fn copy(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() { copy(&p, &to.join(e.file_name())) } else { std::fs::copy(&p, to.join(e.file_name())).map(drop).unwrap() }
-    }
 }
 
 #[test]

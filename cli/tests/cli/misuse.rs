@@ -15,14 +15,6 @@ fn variant(t: &Scratch, name: &str, base: &str, robots: &str) -> String {
     s(&dir)
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() { copy_dir(&p, &to.join(e.file_name())) } else { std::fs::copy(&p, to.join(e.file_name())).map(drop).unwrap() }
-    }
-}
-
 fn stored(t: &Scratch, key: &str) -> String {
     std::fs::read_to_string(t.path(&format!("store/{key}"))).unwrap()
 }

@@ -10,24 +10,6 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for e in walkdir(from) {
-        let rel = e.strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(&e, dest).unwrap();
-    }
-}
-
-fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() { out.extend(walkdir(&p)) } else { out.push(p) }
-    }
-    out
-}
-
 /// Every 50th asset request answers 404, every 73rd drops the connection, every 97th is cut
 /// short: the report counts exactly what the server did, by cause. A dropped connection is
 /// retried once, as browsers retry a request whose connection closed before any answer; the

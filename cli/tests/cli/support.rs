@@ -143,6 +143,15 @@ pub fn big_build(dir: &Path, n: usize, size: usize) {
     }
 }
 
+/// Copies the tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for e in walk(from) {
+        let dest = to.join(e.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&e, dest).unwrap();
+    }
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {

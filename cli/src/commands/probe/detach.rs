@@ -23,9 +23,6 @@ use crate::printer::Printer;
 /// How the start step hands the worker its identity token.
 const TOKEN_ENV: &str = "DESKEW_DETACH_TOKEN";
 
-/// Options whose values are credentials: never written to the state directory.
-const SECRET: &[&str] = &["--basic-auth", "--cookie", "--header", "-H"];
-
 /// The command line with credential values replaced by `***`.
 fn redacted(argv: impl Iterator<Item = String>) -> Vec<String> {
     let mut out = Vec::new();
@@ -34,10 +31,10 @@ fn redacted(argv: impl Iterator<Item = String>) -> Vec<String> {
         if hide_next {
             out.push("***".into());
             hide_next = false;
-        } else if let Some((opt, _)) = a.split_once('=').filter(|(o, _)| SECRET.contains(o)) {
+        } else if let Some((opt, _)) = a.split_once('=').filter(|_| crate::config::is_credential_flag(&a)) {
             out.push(format!("{opt}=***"));
         } else {
-            hide_next = SECRET.contains(&a.as_str());
+            hide_next = crate::config::is_credential_flag(&a);
             out.push(a);
         }
     }
