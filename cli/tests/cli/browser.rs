@@ -298,3 +298,45 @@ fn headers_cookies_and_storage_state_in_the_browser() {
     assert!(h("cookie").contains("sid=s-42"), "{:?}", page.headers);
     assert!(log.iter().any(|l| l.path == "/token-abc123.txt" && l.status == 200), "{:?}", log.iter().map(|l| &l.path).collect::<Vec<_>>());
 }
+
+/// A tab serves load after load (opening one costs the browser more than the load), so it must
+/// start each load as clean as a new one: nothing the last page stored is there (cookies, local
+/// and session storage, IndexedDB), every resource is fetched again, and no connection outlives
+/// its request (each load is balanced afresh, as a new visitor is).
+#[test]
+fn every_browser_load_starts_clean() {
+    deskew_testkit::require!(Chromium);
+    let rt = rt();
+    let t = Scratch::new();
+    std::fs::create_dir_all(t.path("site")).unwrap();
+    std::fs::write(
+        t.path("site/index.html"),
+        r#"<!doctype html><title>state</title><script>
+const leaked = [document.cookie.includes('seen=1') && 'cookie', localStorage.getItem('seen') && 'localStorage', sessionStorage.getItem('seen') && 'sessionStorage'].filter(Boolean);
+if (leaked.length) console.error('state leaked from an earlier load: ' + leaked.join(', '));
+document.cookie = 'seen=1; max-age=3600; path=/';
+localStorage.setItem('seen', '1');
+sessionStorage.setItem('seen', '1');
+const db = indexedDB.open('probe', 1);
+let fresh = false;
+db.onupgradeneeded = () => { fresh = true; db.result.createObjectStore('s'); };
+db.onsuccess = () => { if (!fresh) console.error('state leaked from an earlier load: indexedDB'); db.result.close(); fetch('/asset.txt'); };
+</script>"#,
+    )
+    .unwrap();
+    std::fs::write(t.path("site/asset.txt"), "ok").unwrap();
+    let site = rt.block_on(Site::start(t.path("site")));
+    let r = run_with_tmpdir(&t.path("tmp"), &["probe", &site.url, "--mode", "browser", "--idle", "200", "--concurrency", "1", "--duration", "4s", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let loads = r.json()["loads"]["total"].as_u64().unwrap();
+    assert!(loads >= 3, "{loads} loads: too few to show state carried between loads");
+    // The browser's requests (not the probe's own preflight of the page).
+    let log: Vec<_> = site.log.lock().unwrap().iter().filter(|l| l.headers.iter().any(|(k, v)| k == "user-agent" && v.contains("Chrome"))).cloned().collect();
+    let fetched = |path: &str| log.iter().filter(|l| l.path == path).count() as u64;
+    // A load still running when the probe stops is not counted: one more page may be asked.
+    assert!((loads..=loads + 1).contains(&fetched("/")) && fetched("/asset.txt") >= loads, "{loads} loads, {} pages, {} assets", fetched("/"), fetched("/asset.txt"));
+    for l in &log {
+        let conn = l.headers.iter().find(|(k, _)| k == "connection").map(|(_, v)| v.as_str());
+        assert_eq!(conn, Some("close"), "{} was asked on a connection kept for later", l.path);
+    }
+}

@@ -9,6 +9,8 @@ use super::cdp::Connection;
 use crate::ProbeError;
 
 /// The flags that make Chromium work headless as root in a container, with no network of its own.
+/// Tabs in flight at once are all foreground (no timer throttling or lower priority for the
+/// others), and a page left for `about:blank` is not kept alive in the back/forward cache.
 pub const FLAGS: &[&str] = &[
     "--headless",
     "--no-sandbox",
@@ -19,6 +21,11 @@ pub const FLAGS: &[&str] = &[
     "--no-first-run",
     "--disable-quic",
     "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--disable-renderer-backgrounding",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-features=BackForwardCache,Translate,MediaRouter,OptimizationHints",
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
 ];

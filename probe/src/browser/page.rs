@@ -1,5 +1,5 @@
-//! One page load in the browser: a fresh browser context with the cache disabled, navigation,
-//! the load event, network idle, then client-side navigations to each `--visit` path.
+//! One page load in a clean tab (`tab.rs`) with the cache disabled: navigation, the load event,
+//! network idle, then client-side navigations to each `--visit` path.
 //!
 //! The browser's own implicit `/favicon.ico` request (made whether or not the page declares an
 //! icon) is not the page's and is ignored; a declared icon is checked like any resource.
@@ -8,12 +8,13 @@
 //! an error is logged to the console (`ChunkLoadError`, "Failed to fetch dynamically imported
 //! module"), or the page does not reach idle in time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::cdp::{CdpError, Connection, Event};
+use super::tab::Tab;
 use crate::sample::{Cause, Failure, LoadSample};
 
 /// How a browser load runs.
@@ -34,22 +35,27 @@ pub struct PageOptions {
 }
 
 impl PageOptions {
-    /// Applies headers, cookies and storage in a fresh context, before navigating.
-    async fn prepare(&self, conn: &Connection, s: Option<&str>) -> Result<(), CdpError> {
-        if !self.headers.is_empty() {
-            let headers: serde_json::Map<String, Value> = self.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-            conn.call(s, "Network.setExtraHTTPHeaders", json!({ "headers": headers })).await?;
-        }
-        if !self.cookies.is_empty() {
-            conn.call(s, "Network.setCookies", json!({ "cookies": self.cookies })).await?;
-        }
-        for (origin, items) in &self.local_storage {
-            let sets: String = items.iter().map(|(k, v)| format!("localStorage.setItem({}, {});", json!(k), json!(v))).collect();
-            let source = format!("if (location.origin === {}) {{ try {{ {sets} }} catch (e) {{}} }}", json!(origin));
-            conn.call(s, "Page.addScriptToEvaluateOnNewDocument", json!({ "source": source })).await?;
-        }
-        Ok(())
+    /// Scripts that set the `localStorage` entries of each origin before the page's own run.
+    pub fn storage_scripts(&self) -> Vec<String> {
+        self.local_storage
+            .iter()
+            .map(|(origin, items)| {
+                let sets: String = items.iter().map(|(k, v)| format!("localStorage.setItem({}, {});", json!(k), json!(v))).collect();
+                format!("if (location.origin === {}) {{ try {{ {sets} }} catch (e) {{}} }}", json!(origin))
+            })
+            .collect()
     }
+}
+
+/// What a load leaves for the tab it ran in.
+pub struct Outcome {
+    /// The load.
+    pub sample: LoadSample,
+    /// Every origin it requested from: the storage to clear before the tab's next load.
+    pub origins: BTreeSet<String>,
+    /// Whether the tab may serve another load: the load passed and used no multiplexed
+    /// protocol (HTTP/2, HTTP/3), whose connections `Connection: close` does not end.
+    pub reusable: bool,
 }
 
 struct Tracker {
@@ -63,46 +69,41 @@ struct Tracker {
     requests: usize,
     /// The probe's start: failure times count from it.
     epoch: Instant,
+    /// Origins requested from.
+    origins: BTreeSet<String>,
+    /// A response came over HTTP/2 or HTTP/3.
+    multiplexed: bool,
 }
 
-/// Makes one load of `url`. Protocol errors other than a closed connection become failures;
-/// a closed connection (the browser died) is returned as an error so the caller restarts it.
-/// Failure times count from `epoch`, the probe's start.
-pub async fn load(conn: &Connection, url: &str, opts: &PageOptions, started: Duration, epoch: Instant) -> Result<LoadSample, CdpError> {
+/// Makes one load of `url` in `tab`. Protocol errors other than a closed connection become
+/// failures; a closed connection (the browser died) is returned as an error so the caller
+/// restarts it. Failure times count from `epoch`, the probe's start.
+pub async fn load(conn: &Connection, tab: &mut Tab, url: &str, opts: &PageOptions, started: Duration, epoch: Instant) -> Result<Outcome, CdpError> {
     let t0 = Instant::now();
-    let ctx = conn.call(None, "Target.createBrowserContext", json!({ "disposeOnDetach": true })).await?;
-    let ctx_id = ctx["browserContextId"].as_str().unwrap_or_default().to_string();
-    let result = load_in_context(conn, url, opts, started, &ctx_id, epoch).await;
-    let _ = conn.call(None, "Target.disposeBrowserContext", json!({ "browserContextId": ctx_id })).await;
-    let mut sample = result?;
-    sample.duration = t0.elapsed();
-    Ok(sample)
-}
-
-async fn load_in_context(conn: &Connection, url: &str, opts: &PageOptions, started: Duration, ctx_id: &str, epoch: Instant) -> Result<LoadSample, CdpError> {
-    let target = conn.call(None, "Target.createTarget", json!({ "url": "about:blank", "browserContextId": ctx_id })).await?;
-    let target_id = target["targetId"].as_str().unwrap_or_default().to_string();
-    let attached = conn.call(None, "Target.attachToTarget", json!({ "targetId": target_id, "flatten": true })).await?;
-    let session = attached["sessionId"].as_str().unwrap_or_default().to_string();
-    let mut events = conn.subscribe(&session);
-    let s = Some(session.as_str());
+    let session = tab.session().map(str::to_string);
+    let s = session.as_deref();
     let mut sample = LoadSample { started, ..LoadSample::default() };
-    let setup = async {
-        conn.call(s, "Network.enable", json!({})).await?;
-        conn.call(s, "Network.setCacheDisabled", json!({ "cacheDisabled": true })).await?;
-        conn.call(s, "Page.enable", json!({})).await?;
-        conn.call(s, "Runtime.enable", json!({})).await?;
-        conn.call(s, "Log.enable", json!({})).await?;
-        opts.prepare(conn, s).await?;
-        Ok::<(), CdpError>(())
+    if !opts.cookies.is_empty() {
+        conn.call(s, "Network.setCookies", json!({ "cookies": opts.cookies })).await?;
+    }
+    while tab.events.try_recv().is_ok() {}
+    let mut t = Tracker {
+        ignored: HashSet::new(),
+        in_flight: HashSet::new(),
+        urls: HashMap::new(),
+        document_request: None,
+        last_activity: Instant::now(),
+        loaded: false,
+        requests: 0,
+        epoch,
+        origins: BTreeSet::new(),
+        multiplexed: false,
     };
-    setup.await?;
-    let mut t = Tracker { ignored: HashSet::new(), in_flight: HashSet::new(), urls: HashMap::new(), document_request: None, last_activity: Instant::now(), loaded: false, requests: 0, epoch };
     let nav = conn.call(s, "Page.navigate", json!({ "url": url })).await?;
     if let Some(err) = nav.get("errorText").and_then(Value::as_str) {
         sample.failures.push(Failure { url: url.into(), cause: Cause::Network { message: err.into() }, owner: None, at: epoch.elapsed() });
     } else {
-        wait_idle(conn, s, &mut events, &mut t, &mut sample, opts, true).await?;
+        wait_idle(conn, &mut tab.events, &mut t, &mut sample, opts, true).await?;
         for visit in &opts.visits {
             let script = if visit.starts_with('#') {
                 format!("location.hash = {};", json!(visit))
@@ -114,7 +115,7 @@ async fn load_in_context(conn: &Connection, url: &str, opts: &PageOptions, start
             if let Some(ex) = r.get("exceptionDetails") {
                 sample.failures.push(Failure { url: format!("{url} (visit {visit})"), cause: Cause::Exception { message: exception_text(ex) }, owner: None, at: epoch.elapsed() });
             }
-            wait_idle(conn, s, &mut events, &mut t, &mut sample, opts, false).await?;
+            wait_idle(conn, &mut tab.events, &mut t, &mut sample, opts, false).await?;
         }
     }
     // The page's own document, for release matching.
@@ -125,15 +126,15 @@ async fn load_in_context(conn: &Connection, url: &str, opts: &PageOptions, start
             sample.page_sha256 = Some(deskew_core::manifest::sha256_hex(&bytes));
         }
     }
-    conn.unsubscribe(&session);
-    let _ = conn.call(None, "Target.closeTarget", json!({ "targetId": target_id })).await;
+    tab.loads += 1;
     sample.requests = t.requests;
-    Ok(sample)
+    sample.duration = t0.elapsed();
+    let reusable = sample.failures.is_empty() && !t.multiplexed;
+    Ok(Outcome { sample, origins: t.origins, reusable })
 }
 
 async fn wait_idle(
     conn: &Connection,
-    session: Option<&str>,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
     t: &mut Tracker,
     sample: &mut LoadSample,
@@ -162,14 +163,14 @@ async fn wait_idle(
                 }
             }
         }
-        let _ = session;
     }
 }
 
 fn handle(ev: Event, t: &mut Tracker, sample: &mut LoadSample) {
     let p = &ev.params;
     let id = p["requestId"].as_str().unwrap_or_default().to_string();
-    if t.ignored.contains(&id) && ev.method != "Network.requestWillBeSent" {
+    // Network events of requests this load did not make (the last load's, ignored ones) are not its.
+    if ev.method.starts_with("Network.") && ev.method != "Network.requestWillBeSent" && (t.ignored.contains(&id) || !t.urls.contains_key(&id)) {
         return;
     }
     match ev.method.as_str() {
@@ -182,6 +183,11 @@ fn handle(ev: Event, t: &mut Tracker, sample: &mut LoadSample) {
             }
             t.requests += 1;
             t.last_activity = Instant::now();
+            if let Ok(u) = url::Url::parse(&url) {
+                if u.origin().is_tuple() {
+                    t.origins.insert(u.origin().ascii_serialization());
+                }
+            }
             if p["type"] == "Document" && t.document_request.is_none() {
                 t.document_request = Some(id.clone());
             }
@@ -192,6 +198,10 @@ fn handle(ev: Event, t: &mut Tracker, sample: &mut LoadSample) {
             t.last_activity = Instant::now();
             let status = p["response"]["status"].as_u64().unwrap_or(0) as u16;
             let url = p["response"]["url"].as_str().unwrap_or_default().to_string();
+            let protocol = p["response"]["protocol"].as_str().unwrap_or_default();
+            if protocol.starts_with("h2") || protocol.starts_with("h3") || protocol.starts_with("quic") {
+                t.multiplexed = true;
+            }
             if status >= 400 {
                 sample.failures.push(Failure { url, cause: Cause::Status { status }, owner: None, at: t.epoch.elapsed() });
             }
@@ -269,4 +279,60 @@ fn decode_base64(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker() -> Tracker {
+        Tracker {
+            ignored: HashSet::new(),
+            in_flight: HashSet::new(),
+            urls: HashMap::new(),
+            document_request: None,
+            last_activity: Instant::now(),
+            loaded: false,
+            requests: 0,
+            epoch: Instant::now(),
+            origins: BTreeSet::new(),
+            multiplexed: false,
+        }
+    }
+
+    fn ev(method: &str, params: Value) -> Event {
+        Event { method: method.into(), params }
+    }
+
+    fn sent(id: &str, url: &str) -> Event {
+        ev("Network.requestWillBeSent", json!({ "requestId": id, "request": { "url": url }, "type": "Script", "initiator": { "type": "script" } }))
+    }
+
+    fn response(id: &str, status: u16, protocol: &str) -> Event {
+        ev("Network.responseReceived", json!({ "requestId": id, "response": { "url": "http://a.test/x.js", "status": status, "protocol": protocol } }))
+    }
+
+    /// Events of a request the load did not make (the last load's in a reused tab) are not its.
+    #[test]
+    fn another_loads_requests_are_not_this_loads_failures() {
+        let (mut t, mut s) = (tracker(), LoadSample::default());
+        handle(response("old-1", 404, "http/1.1"), &mut t, &mut s);
+        handle(ev("Network.loadingFailed", json!({ "requestId": "old-2", "errorText": "net::ERR_ABORTED" })), &mut t, &mut s);
+        assert!(s.failures.is_empty(), "{:?}", s.failures);
+        handle(sent("1", "http://a.test/x.js"), &mut t, &mut s);
+        handle(response("1", 404, "http/1.1"), &mut t, &mut s);
+        assert_eq!(s.failures.len(), 1);
+        assert_eq!(t.origins.iter().collect::<Vec<_>>(), ["http://a.test"]);
+    }
+
+    /// A tab whose load used HTTP/2 or HTTP/3 keeps connections `Connection: close` cannot end.
+    #[test]
+    fn multiplexed_protocols_are_noticed() {
+        for (protocol, multiplexed) in [("http/1.1", false), ("h2", true), ("h3", true), ("h3-29", true), ("quic", true)] {
+            let (mut t, mut s) = (tracker(), LoadSample::default());
+            handle(sent("1", "https://a.test/x.js"), &mut t, &mut s);
+            handle(response("1", 200, protocol), &mut t, &mut s);
+            assert_eq!(t.multiplexed, multiplexed, "{protocol}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Browser mode as a [`PageLoader`]: one Chromium shared by the loads of a run, started again
 //! (and the restart counted) when its connection closes, its memory sampled once a second, and
-//! each browser sample attributed to a release when a store is given.
+//! each browser sample attributed to a release when a store is given. Loads take a clean tab
+//! from a pool (as many as loads in flight) and give it back cleaned (`tab.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 use url::Url;
 
+use super::tab::Tab;
 use super::{Browser, BrowserOptions, cdp, page};
 use crate::ProbeError;
 use crate::loader::PageLoader;
@@ -33,6 +35,8 @@ struct Shared {
     browser: tokio::sync::Mutex<Option<Browser>>,
     opts: BrowserOptions,
     stats: Mutex<BrowserStats>,
+    /// Clean tabs waiting for a load, of the browser now running.
+    tabs: Mutex<Vec<Tab>>,
 }
 
 impl Shared {
@@ -41,6 +45,7 @@ impl Shared {
         let mut guard = self.browser.lock().await;
         if guard.as_ref().is_some_and(|b| b.conn.is_closed()) {
             *guard = None;
+            self.tabs.lock().expect("tabs lock").clear();
             self.stats.lock().expect("stats lock").restarts += 1;
             tracing::warn!("the browser crashed; starting it again");
         }
@@ -78,7 +83,7 @@ impl BrowserLoader {
     ) -> Result<BrowserLoader, ProbeError> {
         let first = Browser::launch(browser).await?;
         let stats = BrowserStats { version: first.version.clone(), ..BrowserStats::default() };
-        let shared = Arc::new(Shared { browser: tokio::sync::Mutex::new(Some(first)), opts: browser.clone(), stats: Mutex::new(stats) });
+        let shared = Arc::new(Shared { browser: tokio::sync::Mutex::new(Some(first)), opts: browser.clone(), stats: Mutex::new(stats), tabs: Mutex::default() });
         let sampler = {
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -113,13 +118,40 @@ impl BrowserLoader {
             ..LoadSample::default()
         };
         let Some(conn) = self.shared.conn().await else { return failed(Cause::BrowserCrash) };
-        match page::load(&conn, self.url.as_str(), &self.page, at, self.epoch).await {
-            Ok(mut s) => {
-                self.attribute(&mut s).await;
-                s
+        let pooled = self.shared.tabs.lock().expect("tabs lock").pop();
+        let mut tab = match pooled {
+            Some(tab) => tab,
+            None => match Tab::open(&conn, &self.page).await {
+                Ok(tab) => tab,
+                Err(cdp::CdpError::Closed) => return failed(Cause::BrowserCrash),
+                Err(e) => return failed(Cause::Network { message: e.to_string() }),
+            },
+        };
+        match page::load(&conn, &mut tab, self.url.as_str(), &self.page, at, self.epoch).await {
+            Ok(mut outcome) => {
+                self.attribute(&mut outcome.sample).await;
+                self.give_back(&conn, tab, outcome.reusable, &outcome.origins).await;
+                outcome.sample
             }
-            Err(cdp::CdpError::Closed) => failed(Cause::BrowserCrash),
-            Err(e) => failed(Cause::Network { message: e.to_string() }),
+            Err(e) => {
+                tab.close(&conn).await;
+                match e {
+                    cdp::CdpError::Closed => failed(Cause::BrowserCrash),
+                    e => failed(Cause::Network { message: e.to_string() }),
+                }
+            }
+        }
+    }
+
+    /// Cleans a tab and returns it to the pool, or closes it when it may not serve again.
+    async fn give_back(&self, conn: &cdp::Connection, mut tab: Tab, reusable: bool, origins: &std::collections::BTreeSet<String>) {
+        let reset = if reusable { tab.reset(conn, origins).await } else { Ok(()) };
+        match reset {
+            Ok(()) if reusable && !conn.is_closed() => self.shared.tabs.lock().expect("tabs lock").push(tab),
+            _ => {
+                tracing::debug!(reusable, loads = tab.loads, ?reset, "tab closed");
+                tab.close(conn).await;
+            }
         }
     }
 
