@@ -48,6 +48,10 @@ def workload_line(w):
     return f"{w['files']:,} files, {w['bytes'] / 1e6:,.0f} MB (seed {w['seed']})"
 
 
+def wl(r):
+    return f"{workload_line(r['workload'])}, {r['runs']} runs"
+
+
 def manifest(rs):
     lines = ["### 1. Manifest (hashing the build) vs `find | xargs sha256sum`", "",
              "| workload | deskew manifest | find \\| xargs sha256sum | ratio (target ≥ 8×) | deskew MB/s | files/s | of the SHA-256 limit (target ≥ 75%) |",
@@ -56,7 +60,7 @@ def manifest(rs):
         d, p = r["results"]["deskew manifest"]["wall_s"], r["results"]["find | xargs sha256sum"]["wall_s"]
         ratio = med(p) / med(d)
         frac = r.get("fraction_of_limit") or 0
-        lines.append(f"| {workload_line(r['workload'])} | {secs(d)} | {secs(p)} | {ratio:.1f}× {verdict(ratio >= 8)} | {r['deskew_bytes_per_s'] / 1e6:,.0f} | {r['deskew_files_per_s']:,.0f} | {frac:.0%} of {r['sha256_limit_bytes_per_s'] / 1e6:,.0f} MB/s {verdict(frac >= 0.75)} |")
+        lines.append(f"| {wl(r)} | {secs(d)} | {secs(p)} | {ratio:.1f}× {verdict(ratio >= 8)} | {r['deskew_bytes_per_s'] / 1e6:,.0f} | {r['deskew_files_per_s']:,.0f} | {frac:.0%} of {r['sha256_limit_bytes_per_s'] / 1e6:,.0f} MB/s {verdict(frac >= 0.75)} |")
     return lines
 
 
@@ -65,7 +69,7 @@ def first_publish(rs):
     for r in rs.values():
         res = r["results"]
         d = med(res["deskew publish"]["wall_s"])
-        lines += [f"{workload_line(r['workload'])}; deskew's requests: {r['deskew_requests']['total']:,} ({', '.join(f'{k} {v}' for k, v in sorted(r['deskew_requests'].items()) if k != 'total')}).", "",
+        lines += [f"{wl(r)}; deskew's requests: {r['deskew_requests']['total']:,} ({', '.join(f'{k} {v}' for k, v in sorted(r['deskew_requests'].items()) if k != 'total')}).", "",
                   "| tool | wall | tool ÷ deskew | CPU per file | peak RSS |", "|---|---|---|---|---|"]
         for name, m in res.items():
             lines.append(f"| {name} | {secs(m['wall_s'])} | {med(m['wall_s']) / d:.2f} | {r['cpu_per_file_s'][name] * 1e6:,.0f} µs | {mib(med(m['maxrss_bytes']))} |")
@@ -91,7 +95,7 @@ def sync_like(title, rs, peers_targets, request_target):
         res = r["results"]
         d = med(res["deskew publish"]["wall_s"]) if "deskew publish" in res else med(res["deskew gc"]["wall_s"])
         changed = r.get("changed_files")
-        lines += [workload_line(r["workload"]) + (f"; {changed} files changed per run" if changed else "") + ".", "",
+        lines += [wl(r) + (f"; {changed} files changed per run" if changed else "") + ".", "",
                   "| tool | wall | tool ÷ deskew (target) | requests |", "|---|---|---|---|"]
         for name, m in res.items():
             target = peers_targets.get(name)
@@ -135,7 +139,7 @@ def memory(rs):
     for r in rs.values():
         res = r["results"]
         m, p = med(res["deskew manifest"]["maxrss_bytes"]), med(res["deskew publish"]["maxrss_bytes"])
-        lines.append(f"| {workload_line(r['workload'])} | {mib(m)} {verdict(m <= 100 * 1048576)} | {mib(p)} {verdict(p <= 100 * 1048576)} |")
+        lines.append(f"| {wl(r)} | {mib(m)} {verdict(m <= 100 * 1048576)} | {mib(p)} {verdict(p <= 100 * 1048576)} |")
     return lines + [""]
 
 
@@ -158,7 +162,7 @@ def render(results):
     v = m["versions"]
     out = [BEGIN, "",
            f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_bytes'] / 2**30:.0f} GiB, SHA extensions: {'yes' if m['sha_ni'] else 'no'}, kernel {m['kernel']}. "
-           f"Run {m['date']}, {any_r['runs']} runs per figure after a warm-up, tools interleaved; medians with (min–max).", "",
+           f"Run {m['date']}; each figure after a warm-up, tools interleaved; medians with (min–max).", "",
            "Versions: " + "; ".join(f"{k} `{x}`" for k, x in v.items() if x) + ".", ""]
     if "manifest" in figs:
         out += manifest(figs["manifest"]) + [""]

@@ -10,7 +10,8 @@ use crate::ProbeError;
 
 /// The flags that make Chromium work headless as root in a container, with no network of its own.
 /// Tabs in flight at once are all foreground (no timer throttling or lower priority for the
-/// others), and a page left for `about:blank` is not kept alive in the back/forward cache.
+/// others), a page left is not kept alive in the back/forward cache, and no window is opened
+/// until a load asks for one.
 pub const FLAGS: &[&str] = &[
     "--headless",
     "--no-sandbox",
@@ -86,7 +87,7 @@ impl Browser {
             .args(FLAGS)
             .args(&opts.extra_args)
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
+            .arg("--no-startup-window")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
