@@ -326,7 +326,8 @@ def fig_next_release(ctx, size, noop=False):
             return meta["dist"] if noop else workload.next_release(meta, ctx.workload_dir(size), k[tool])
 
         def deskew_next(endpoint=None):
-            return lambda: run(deskew_publish(s3, variant("deskew"), "deskew", f"n{k['deskew'] + 1}", endpoint=endpoint), env=s3.env)
+            # Nothing changed: the same release again, as a retried pipeline publishes it.
+            return lambda: run(deskew_publish(s3, variant("deskew"), "deskew", "base" if noop else f"n{k['deskew'] + 1}", endpoint=endpoint), env=s3.env)
 
         def rclone_next(endpoint=None):
             ep = dict(s3.env, RCLONE_CONFIG_S3_ENDPOINT=endpoint or s3.endpoint)
@@ -445,7 +446,7 @@ def fig_probe_http(ctx, _size):
             }, warmup=False)
     finally:
         pods.stop()
-    return {"workload": {"app": "tests/fixtures/dist/v1", "requests_per_load": len(pods.paths) - 1, "pods": 3, "seconds": d}, "results": out}
+    return {"workload": {"app": "tests/fixtures/dist/v1", "wrk_paths": pods.paths, "pods": 3, "seconds": d}, "results": out}
 
 
 def fig_probe_browser(ctx, _size):

@@ -110,7 +110,7 @@ def sync_like(title, rs, peers_targets, request_target):
 
 
 def probe_http(r):
-    lines = ["### 6. Probe, HTTP mode (3 nginx pods behind a round-robin balancer, the sample app: 7 requests per page load)", "",
+    lines = ["### 6. Probe, HTTP mode (3 nginx pods behind a round-robin balancer serving the sample app)", "",
              "| concurrency | deskew loads/s | Puppeteer loads/s | ratio (target ≥ 100×) | deskew requests/s | wrk requests/s (Connection: close) | of wrk (target ≥ 70%) | deskew PSS |",
              "|---|---|---|---|---|---|---|---|"]
     for c, res in r["results"].items():
