@@ -4,6 +4,9 @@
 //! hash detection is deliberately conservative: a name counts as hashed only when it carries a
 //! token that looks like a bundler's content hash, never an ordinary word.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::manifest::FileClass;
@@ -30,6 +33,8 @@ pub struct Classifier {
     entry: GlobSet,
     mutable: GlobSet,
     immutable: GlobSet,
+    /// Paths whose token reads like a word but whose folder shows it is a hash.
+    among_hashes: Arc<HashSet<String>>,
 }
 
 impl Classifier {
@@ -50,7 +55,16 @@ impl Classifier {
         } else {
             entry.to_vec()
         };
-        Ok(Classifier { entry: build(&entry)?, mutable: build(mutable)?, immutable: build(immutable)? })
+        Ok(Classifier { entry: build(&entry)?, mutable: build(mutable)?, immutable: build(immutable)?, among_hashes: Arc::default() })
+    }
+
+    /// Tells the classifier every path of the build, so a hash that happens to read like a word
+    /// (`css3246-pgauiJmn.css`: no digit, one capital, as about 1% of Vite's hashes are) is
+    /// still taken for a hash in a folder where nearly every such token is one. See
+    /// [`hashed_among_siblings`].
+    pub fn with_build_paths<'a>(mut self, paths: impl IntoIterator<Item = &'a str>) -> Classifier {
+        self.among_hashes = Arc::new(hashed_among_siblings(paths));
+        self
     }
 
     /// The class of `path`.
@@ -59,7 +73,7 @@ impl Classifier {
             FileClass::Entry
         } else if self.mutable.is_match(path) {
             FileClass::Mutable
-        } else if self.immutable.is_match(path) || has_content_hash(file_name(path)) {
+        } else if self.immutable.is_match(path) || has_content_hash(file_name(path)) || self.among_hashes.contains(path) {
             FileClass::Immutable
         } else {
             FileClass::Mutable
@@ -114,6 +128,50 @@ pub fn has_content_hash(name: &str) -> bool {
         is_hex_hash(seg)
             || seg.rsplit_once('-').is_some_and(|(head, tail)| !head.is_empty() && is_hex_hash(tail))
             || rollup_hash(seg)
+    })
+}
+
+/// Of `paths`, those whose name carries a `-` token of 8 characters that reads like a word
+/// (mixed case, no digit: `pgauiJmn`, `symyEzr-`) in a folder where at least 20 files carry
+/// hashes and such word-like tokens are at most 5% of them: a bundler's output folder, where
+/// about 1% of random hashes look like words. All-lower-case tokens (`settings`) and digits
+/// (`20261129`) are never promoted. Should a promoted name be a hand-named file whose content
+/// changes, publish refuses it (an immutable name never gets new content) and `--mutable` says so.
+pub fn hashed_among_siblings<'a>(paths: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
+    let mut folders: HashMap<&str, (usize, Vec<&str>)> = HashMap::new();
+    for path in paths {
+        let folder = path.rsplit_once('/').map_or("", |(f, _)| f);
+        let name = file_name(path);
+        if has_content_hash(name) {
+            folders.entry(folder).or_default().0 += 1;
+        } else if wordlike_token(name) {
+            folders.entry(folder).or_default().1.push(path);
+        }
+    }
+    folders
+        .into_values()
+        .filter(|(hashed, words)| *hashed >= 20 && words.len() * 20 <= hashed + words.len())
+        .flat_map(|(_, words)| words.into_iter().map(str::to_string))
+        .collect()
+}
+
+/// A segment ending in `-` plus 8 base64url characters with a capital, no digit, and at least
+/// one lower-case letter: a word in camel case, or a hash without digits.
+fn wordlike_token(name: &str) -> bool {
+    let mut segments: Vec<&str> = name.split('.').collect();
+    if segments.len() < 2 {
+        return false;
+    }
+    segments.pop();
+    segments.iter().any(|seg| {
+        let b = seg.as_bytes();
+        if b.len() < 10 || b[b.len() - 9] != b'-' {
+            return false;
+        }
+        let token = &b[b.len() - 8..];
+        token.iter().all(|c| c.is_ascii_alphabetic() || *c == b'-' || *c == b'_')
+            && token.iter().any(u8::is_ascii_uppercase)
+            && token.iter().any(u8::is_ascii_lowercase)
     })
 }
 
@@ -188,6 +246,27 @@ mod tests {
         ] {
             assert!(!has_content_hash(plain), "{plain} should not be detected as hashed");
         }
+    }
+
+    /// About 1% of Vite's hashes read like words; in a folder of hashes they are hashes too,
+    /// while the same name among hand-named files, and lower-case words anywhere, are not.
+    #[test]
+    fn word_like_hashes_among_hashes_are_hashes() {
+        let mut build: Vec<String> = (0..40).map(|i| format!("assets/chunk{i}-B0thXP{i:02}.js")).collect();
+        build.extend(["assets/css3246-pgauiJmn.css", "assets/font3663-symyEzr-.woff2", "assets/app-settings.js", "assets/data-20261129.json"].map(String::from));
+        build.extend(["src/hooks-useState.js", "src/index-B0thXP3Q.js"].map(String::from));
+        let c = Classifier::default().with_build_paths(build.iter().map(String::as_str));
+        assert_eq!(c.classify("assets/css3246-pgauiJmn.css"), FileClass::Immutable);
+        assert_eq!(c.classify("assets/font3663-symyEzr-.woff2"), FileClass::Immutable);
+        assert_eq!(c.classify("assets/app-settings.js"), FileClass::Mutable, "a lower-case word stays a word");
+        assert_eq!(c.classify("assets/data-20261129.json"), FileClass::Mutable, "digits stay a date");
+        assert_eq!(c.classify("src/hooks-useState.js"), FileClass::Mutable, "a word among few hashes stays a word");
+        assert_eq!(Classifier::default().classify("assets/css3246-pgauiJmn.css"), FileClass::Mutable, "alone, it reads like a word");
+        // A folder where word-like tokens are more than 5% of the hashed ones: they are words.
+        let mut words: Vec<String> = (0..20).map(|i| format!("lib/chunk{i}-B0thXP{i:02}.js")).collect();
+        words.extend((0..3).map(|i| format!("lib/hooks{i}-useState.js")));
+        let c = Classifier::default().with_build_paths(words.iter().map(String::as_str));
+        assert_eq!(c.classify("lib/hooks0-useState.js"), FileClass::Mutable);
     }
 
     #[test]

@@ -101,6 +101,8 @@ impl Manifest {
     /// Walks `dist` and builds its manifest. Hashing runs on every core.
     pub fn from_dir(dist: &Path, opts: &BuildOptions) -> Result<Manifest, ManifestError> {
         let found = walk(dist, opts)?;
+        let classifier = opts.classifier.clone().with_build_paths(found.iter().map(|f| f.key.as_str()));
+        let opts = &BuildOptions { classifier, ..opts.clone() };
         let files = hash_all(found, opts)?;
         Ok(Manifest::from_files(files, opts.release.clone()))
     }
