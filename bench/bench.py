@@ -432,37 +432,40 @@ def wrk_run(url, paths, c, duration):
     return {"requests_per_s": float(m.group(1))}
 
 
-def fig_probe_http(ctx, _size):
+def probe_figure(ctx, concurrencies, contenders, warmup):
+    """Each concurrency's contenders against three nginx pods: {c: interleaved results}."""
     pods = Pods(ctx.work)
-    d = ctx.probe_seconds
     out = {}
     try:
-        for c in ctx.concurrencies([1, 8, 64]):
+        for c in ctx.concurrencies(concurrencies):
             log(f"  concurrency {c}")
-            out[str(c)] = interleave(ctx.runs, {
-                "deskew probe": lambda: probe_numbers([DESKEW, "probe", pods.url, "--concurrency", str(c), "--duration", f"{d}s", "--json", "-q"], parse_deskew),
-                "Puppeteer reference": lambda: probe_numbers(puppeteer(pods.url, c, d), parse_puppeteer),
-                "wrk (Connection: close)": lambda: wrk_run(pods.url, pods.paths, c, d),
-            }, warmup=False)
+            out[str(c)] = interleave(ctx.runs, contenders(pods, c, ctx.probe_seconds), warmup=warmup(c))
     finally:
         pods.stop()
-    return {"workload": {"app": "tests/fixtures/dist/v1", "wrk_paths": pods.paths, "pods": 3, "seconds": d}, "results": out}
+    return pods, out
+
+
+def fig_probe_http(ctx, _size):
+    def contenders(pods, c, d):
+        return {
+            "deskew probe": lambda: probe_numbers([DESKEW, "probe", pods.url, "--concurrency", str(c), "--duration", f"{d}s", "--json", "-q"], parse_deskew),
+            "Puppeteer reference": lambda: probe_numbers(puppeteer(pods.url, c, d), parse_puppeteer),
+            "wrk (Connection: close)": lambda: wrk_run(pods.url, pods.paths, c, d),
+        }
+
+    pods, out = probe_figure(ctx, [1, 8, 64], contenders, lambda c: False)
+    return {"workload": {"app": "tests/fixtures/dist/v1", "wrk_paths": pods.paths, "pods": 3, "seconds": ctx.probe_seconds}, "results": out}
 
 
 def fig_probe_browser(ctx, _size):
-    pods = Pods(ctx.work)
-    d = ctx.probe_seconds
-    out = {}
-    try:
-        for c in ctx.concurrencies([1, 4, 8]):
-            log(f"  concurrency {c}")
-            out[str(c)] = interleave(ctx.runs, {
-                "deskew probe --mode browser": lambda: probe_numbers([DESKEW, "probe", pods.url, "--mode", "browser", "--concurrency", str(c), "--duration", f"{d}s", "--json", "-q"], parse_deskew),
-                "Puppeteer reference": lambda: probe_numbers(puppeteer(pods.url, c, d), parse_puppeteer),
-            }, warmup=c == 1)
-    finally:
-        pods.stop()
-    return {"workload": {"app": "tests/fixtures/dist/v1", "pods": 3, "seconds": d, "idle_ms": 500}, "results": out}
+    def contenders(pods, c, d):
+        return {
+            "deskew probe --mode browser": lambda: probe_numbers([DESKEW, "probe", pods.url, "--mode", "browser", "--concurrency", str(c), "--duration", f"{d}s", "--json", "-q"], parse_deskew),
+            "Puppeteer reference": lambda: probe_numbers(puppeteer(pods.url, c, d), parse_puppeteer),
+        }
+
+    _, out = probe_figure(ctx, [1, 4, 8], contenders, lambda c: c == 1)
+    return {"workload": {"app": "tests/fixtures/dist/v1", "pods": 3, "seconds": ctx.probe_seconds, "idle_ms": 500}, "results": out}
 
 
 def fig_memory(ctx, size):

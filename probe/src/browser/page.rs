@@ -47,6 +47,23 @@ impl PageOptions {
     }
 }
 
+impl Tracker {
+    fn new(epoch: Instant) -> Tracker {
+        Tracker {
+            ignored: HashSet::new(),
+            in_flight: HashSet::new(),
+            urls: HashMap::new(),
+            document_request: None,
+            last_activity: Instant::now(),
+            loaded: false,
+            requests: 0,
+            epoch,
+            origins: BTreeSet::new(),
+            multiplexed: false,
+        }
+    }
+}
+
 /// What a load leaves for the tab it ran in.
 pub struct Outcome {
     /// The load.
@@ -87,18 +104,7 @@ pub async fn load(conn: &Connection, tab: &mut Tab, url: &str, opts: &PageOption
         conn.call(s, "Network.setCookies", json!({ "cookies": opts.cookies })).await?;
     }
     while tab.events.try_recv().is_ok() {}
-    let mut t = Tracker {
-        ignored: HashSet::new(),
-        in_flight: HashSet::new(),
-        urls: HashMap::new(),
-        document_request: None,
-        last_activity: Instant::now(),
-        loaded: false,
-        requests: 0,
-        epoch,
-        origins: BTreeSet::new(),
-        multiplexed: false,
-    };
+    let mut t = Tracker::new(epoch);
     let nav = conn.call(s, "Page.navigate", json!({ "url": url })).await?;
     if let Some(err) = nav.get("errorText").and_then(Value::as_str) {
         sample.failures.push(Failure { url: url.into(), cause: Cause::Network { message: err.into() }, owner: None, at: epoch.elapsed() });
@@ -286,18 +292,7 @@ mod tests {
     use super::*;
 
     fn tracker() -> Tracker {
-        Tracker {
-            ignored: HashSet::new(),
-            in_flight: HashSet::new(),
-            urls: HashMap::new(),
-            document_request: None,
-            last_activity: Instant::now(),
-            loaded: false,
-            requests: 0,
-            epoch: Instant::now(),
-            origins: BTreeSet::new(),
-            multiplexed: false,
-        }
+        Tracker::new(Instant::now())
     }
 
     fn ev(method: &str, params: Value) -> Event {
