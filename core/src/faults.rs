@@ -22,6 +22,11 @@ pub struct Faults {
     /// Publish writes mutable files with the other uploads, before the lease, and does not check
     /// them at the last step.
     pub mutable_early: bool,
+    /// Publish skips its upload step's listing even when a gc may have run since it read the
+    /// records (it trusts what they vouch for).
+    pub trust_stale_records: bool,
+    /// A release published again while newest writes nothing without reading its mutable files.
+    pub unchecked_republish: bool,
 }
 
 impl Faults {
@@ -36,6 +41,8 @@ impl Faults {
             ("ignore_heartbeats", Faults { ignore_heartbeats: true, ..none }),
             ("rank_by_creation", Faults { rank_by_creation: true, ..none }),
             ("mutable_early", Faults { mutable_early: true, ..none }),
+            ("trust_stale_records", Faults { trust_stale_records: true, ..none }),
+            ("unchecked_republish", Faults { unchecked_republish: true, ..none }),
         ]
     }
 }

@@ -98,6 +98,15 @@ impl LeaseBody {
     pub fn lapses_at(&self, skew: Duration) -> Timestamp {
         self.expires.plus(skew)
     }
+
+    /// Whether no holder of the lease acted between `t` (a reader's clock) and now, this being
+    /// the top epoch now and `before` the top epoch's number seen at `t`: any holder since
+    /// would have written a higher epoch, so this one must be the epoch seen then, released
+    /// (a holder releases after its last act), or have lapsed before `t` on any clock within the
+    /// allowance (a released epoch's `expires` is when it was released).
+    pub fn idle_since(&self, before: Option<u64>, t: Timestamp, skew: Duration) -> bool {
+        (before == Some(self.epoch) && self.state == LeaseState::Released) || self.lapses_at(skew) < t
+    }
 }
 
 /// Why the lease could not be taken or kept.
@@ -208,6 +217,11 @@ async fn read_epoch(store: &dyn Store, epoch: u64) -> Result<Option<LeaseBody>, 
     }
 }
 
+/// The highest epoch's number (one listing, no read), if the lease was ever taken.
+pub async fn top_epoch(store: &dyn Store) -> Result<Option<u64>, LeaseError> {
+    Ok(epochs(store).await?.last().copied())
+}
+
 /// The current epoch of the lease, if any was ever taken.
 pub async fn current(store: &dyn Store) -> Result<Option<LeaseBody>, LeaseError> {
     loop {
@@ -232,15 +246,23 @@ async fn write_epoch(store: &dyn Store, body: &LeaseBody) -> Result<Option<Lease
     }
 }
 
-/// After writing `epoch`: whether it is still the highest, and, if so, deletes the ones below.
+/// Older epochs are deleted once this many lie below the top. Only the highest epoch counts, so
+/// the ones below are harmless leftovers; letting a few pile up spares a delete request on most
+/// acquisitions (a chain this short still lists in one page).
+const TIDY_AT: usize = 16;
+
+/// After writing `epoch`: whether it is still the highest, and, if so, deletes the ones below
+/// once [`TIDY_AT`] have piled up.
 async fn confirm_and_tidy(store: &dyn Store, epoch: u64) -> Result<bool, LeaseError> {
     let all = epochs(store).await?;
     if all.last().is_some_and(|&top| top > epoch) {
         return Ok(false);
     }
     let old: Vec<Key> = all.into_iter().filter(|&e| e < epoch).map(layout::lease_key).collect();
-    // Tidying is best effort: a leftover old epoch is harmless.
-    let _ = store.delete_many(&old, None).await;
+    if old.len() >= TIDY_AT {
+        // Tidying is best effort: a leftover old epoch is harmless.
+        let _ = store.delete_many(&old, None).await;
+    }
     Ok(true)
 }
 
@@ -256,7 +278,7 @@ pub struct Lease {
 impl Lease {
     /// Takes the lease if it is free (never taken, released, or lapsed).
     pub async fn try_acquire(store: &dyn Store, host: &dyn Host, cfg: LeaseConfig, purpose: Purpose) -> Result<Lease, LeaseError> {
-        if !store.capabilities().create_only {
+        if !store.capabilities().await?.create_only {
             return Err(LeaseError::Unsupported { store: store.url().into() });
         }
         let token = host.unique();
@@ -425,10 +447,19 @@ impl Lease {
         Err(LeaseError::Lost { store: store.url().into(), by })
     }
 
-    /// Gives the lease back.
-    pub async fn release(mut self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
+    /// Gives the lease back: one create-only write of the next epoch, `released`.
+    ///
+    /// Unlike taking or renewing, releasing does not list the chain afterwards. A holder that
+    /// slept through other actors' epochs and recreated one a tidy had deleted has written a
+    /// `released` epoch below the top, where it changes nothing: only the highest epoch counts,
+    /// and an epoch is deleted only once a higher one exists.
+    pub async fn release(self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
         let next = LeaseBody { epoch: self.body.epoch + 1, state: LeaseState::Released, expires: host.now(), ..self.body.clone() };
-        self.advance(store, next).await
+        if write_epoch(store, &next).await?.is_some() {
+            return Ok(());
+        }
+        let by = current(store).await.ok().flatten().map(|b| b.holder);
+        Err(LeaseError::Lost { store: store.url().into(), by })
     }
 }
 
@@ -437,14 +468,14 @@ fn held(store: &dyn Store, c: &LeaseBody, skew: Duration) -> LeaseError {
 }
 
 /// Waits until no one holds the lease, for at most `max_wait`; `waiting` is told who holds it,
-/// each time the holder changes.
+/// each time the holder changes. Returns the top epoch found free (`None`: never taken).
 pub async fn wait_until_free(
     store: &dyn Store,
     host: &dyn Host,
     cfg: LeaseConfig,
     max_wait: Duration,
     waiting: &(dyn Fn(&LeaseError) + Send + Sync),
-) -> Result<(), LeaseError> {
+) -> Result<Option<LeaseBody>, LeaseError> {
     let start = host.now();
     let mut told: Option<u64> = None;
     loop {
@@ -460,7 +491,46 @@ pub async fn wait_until_free(
                 }
                 host.sleep(cfg.poll).await;
             }
-            _ => return Ok(()),
+            top => return Ok(top),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(epoch: u64, state: LeaseState, expires: Timestamp) -> LeaseBody {
+        LeaseBody {
+            epoch,
+            holder: "gc on host-a".into(),
+            token: "t".into(),
+            purpose: Purpose::Gc,
+            state,
+            acquired: expires,
+            expires,
+            process: None,
+        }
+    }
+
+    /// A publish trusts the records it read at `t` only if no lease holder can have acted since.
+    #[test]
+    fn idle_since_only_when_no_holder_can_have_acted() {
+        let skew = Duration::from_secs(15);
+        let t = Timestamp::now();
+        let soon = t.plus(Duration::from_secs(60));
+        // The same top epoch, released before `t` was read: no one took the lease since.
+        assert!(body(7, LeaseState::Released, t).idle_since(Some(7), t, skew));
+        // The same epoch, but held at `t` (a gc that was deleting, then died): not idle, though
+        // the lease is free now.
+        assert!(!body(7, LeaseState::Held, soon).idle_since(Some(7), t, skew));
+        // A newer epoch, released: someone held the lease after `t`.
+        assert!(!body(8, LeaseState::Released, t.plus(Duration::from_secs(1))).idle_since(Some(7), t, skew));
+        // Never seen before (the lease was first taken after `t`).
+        assert!(!body(1, LeaseState::Released, t.plus(Duration::from_secs(1))).idle_since(None, t, skew));
+        // Whatever the epochs, one that lapsed or was released a clock-skew allowance before `t`.
+        let long_ago = Timestamp(t.0 - Duration::from_secs(16));
+        assert!(body(8, LeaseState::Held, long_ago).idle_since(Some(7), t, skew));
+        assert!(!body(8, LeaseState::Held, Timestamp(t.0 - Duration::from_secs(14))).idle_since(Some(7), t, skew));
     }
 }

@@ -24,24 +24,28 @@ pub struct S3Store {
     /// `""` or `"app/"`.
     prefix: String,
     url: String,
-    create_only: bool,
+    /// Whether create-only writes really work: probed on first need, if probing is allowed.
+    create_only: std::sync::Arc<tokio::sync::OnceCell<bool>>,
+    probe: bool,
     multipart_threshold: u64,
     part_size: u64,
 }
 
 impl S3Store {
-    /// Connects to `s3://bucket/prefix`: builds the client, checks that the bucket answers, and
-    /// (when `opts.probe_conditional_writes`) finds out whether create-only writes really work.
+    /// Connects to `s3://bucket/prefix`: builds the client and checks that the bucket answers.
+    /// Whether create-only writes really work is found out when first needed, and only when
+    /// `opts.probe_conditional_writes` (a probe writes); without it they count as unsupported.
     pub async fn connect(bucket: &str, prefix: &str, opts: &S3Options) -> Result<S3Store, StoreError> {
         let url = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
         let built = config::build(&url, opts).await?;
         config::check_credentials(&url, &built).await?;
-        let mut store = S3Store {
+        let store = S3Store {
             client: built.client,
             bucket: bucket.into(),
             prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
             url: url.clone(),
-            create_only: false,
+            create_only: Default::default(),
+            probe: opts.probe_conditional_writes,
             multipart_threshold: opts.multipart_threshold.max(5 * 1024 * 1024),
             part_size: opts.part_size.max(5 * 1024 * 1024),
         };
@@ -59,10 +63,15 @@ impl S3Store {
             };
             return Err(unusable(why));
         }
-        if opts.probe_conditional_writes {
-            store.create_only = store.probe_create_only().await?;
-        }
         Ok(store)
+    }
+
+    /// Whether the server honours `If-None-Match: *` (probed once, on first need).
+    async fn create_only(&self) -> Result<bool, StoreError> {
+        if !self.probe {
+            return Ok(false);
+        }
+        self.create_only.get_or_try_init(|| self.probe_create_only()).await.copied()
     }
 
     fn full(&self, key: &Key) -> String {
@@ -164,7 +173,7 @@ impl S3Store {
                 .key(&full)
                 .upload_id(&upload_id)
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
-            if opts.mode == PutMode::Create && self.create_only {
+            if opts.mode == PutMode::Create && self.create_only().await? {
                 complete = complete.if_none_match("*");
             }
             WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str())?;
@@ -203,8 +212,8 @@ impl Store for S3Store {
         &self.url
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { create_only: self.create_only }
+    async fn capabilities(&self) -> Result<Capabilities, StoreError> {
+        Ok(Capabilities { create_only: self.create_only().await? })
     }
 
     async fn put(&self, key: &Key, body: Body, opts: &PutOptions) -> Result<(), StoreError> {
@@ -222,7 +231,8 @@ impl Store for S3Store {
                 return Err(StoreError::Checksum { store: self.url.clone(), key: key.to_string(), expected: expected.clone(), actual });
             }
         }
-        if opts.mode == PutMode::Create && !self.create_only {
+        let create_only = opts.mode == PutMode::Create && self.create_only().await?;
+        if opts.mode == PutMode::Create && !create_only {
             // Best effort on servers without conditional writes: not atomic, documented.
             match self.client.head_object().bucket(&self.bucket).key(self.full(key)).send().await {
                 Ok(_) => return Err(StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() }),
@@ -240,7 +250,7 @@ impl Store for S3Store {
         if let Some(sha) = &opts.sha256 {
             req = req.metadata("sha256", sha);
         }
-        if opts.mode == PutMode::Create && self.create_only {
+        if create_only {
             req = req.if_none_match("*");
         }
         WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str())?;

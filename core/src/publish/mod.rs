@@ -8,10 +8,14 @@
 //!    crashed attempt; take back one a gc was dropping, under the lease).
 //! 3. [`wait_for_gc`]: wait until no gc holds the lease, then check the record is still ours.
 //!    From here on, any gc reads our record and keeps every file it references.
-//! 4. [`upload_missing`]: one listing; upload what no complete release vouches for, entry files
-//!    last.
-//! 5. [`complete`]: under the lease, list again, upload anything that vanished, and only then
-//!    rewrite the record as `complete`.
+//! 4. [`upload_missing`]: upload what no complete release vouches for, entry files last; one
+//!    listing first, unless the records read before registering still hold and no attempt left
+//!    files behind.
+//! 5. [`complete`]: under the lease, list again (unless the record is already complete, which
+//!    means whole), upload anything that vanished, and only then rewrite the record as `complete`.
+//!
+//! Before step 1, a release published again while it is still the newest complete one, with its
+//! mutable files holding its content, writes nothing ([`Outcome::AlreadyComplete`]).
 //!
 //! Killed at any step, the store holds at most a pending record (which says "not whole") and
 //! some files; rerunning the same publish resumes it.
@@ -286,6 +290,13 @@ struct Ctx<'a> {
     cfg: LeaseConfig,
     /// Keys `--repair` found damaged: overwritten, even if immutable.
     damaged: std::collections::HashSet<Key>,
+    /// Whether the store may hold uploads an earlier attempt left ([`plan::may_hold_leftovers`]):
+    /// the upload step then lists the store to find them.
+    leftovers: bool,
+    /// When the records were read, before registering, and the lease's top epoch seen just
+    /// before: if no gc can have run since, what they vouch for is still stored.
+    catalog_read_at: crate::time::Timestamp,
+    lease_before: Option<u64>,
 }
 
 impl Ctx<'_> {
@@ -305,12 +316,13 @@ pub async fn publish(
 ) -> Result<PublishReport, PublishError> {
     let skew = store_skew(store, host, opts.dry_run).await?;
     let cfg = LeaseConfig { poll: opts.lease_poll, ..LeaseConfig::new(opts.lease_ttl, skew) };
-    let mut ctx = Ctx { exclusive: store.capabilities().create_only, store, host, source, opts, progress, cfg, damaged: Default::default() };
+    let mut ctx = Ctx { exclusive: false, store, host, source, opts, progress, cfg, damaged: Default::default(), leftovers: true, catalog_read_at: host.now(), lease_before: None };
     let mut report = empty_report(&manifest);
-    if !ctx.exclusive {
-        report.warnings.push(format!("{} does not honour create-only writes: gc cannot run on it, so publish takes no lease", store.url()));
+    ctx.catalog_read_at = host.now();
+    if !opts.dry_run {
+        ctx.lease_before = lease::top_epoch(store).await?;
     }
-    let catalog = load_catalog(store, &manifest, &mut report).await?;
+    let (catalog, unreadable) = load_catalog(store, &manifest, &mut report).await?;
     let own = catalog.get(&manifest.release);
     if let Some(own) = own.filter(|o| o.manifest.digest != manifest.digest) {
         return Err(different(store, &manifest.release, &own.manifest.digest));
@@ -321,6 +333,20 @@ pub async fn publish(
     if let Some(c) = plan::clashes(&catalog.records, &manifest).into_iter().next() {
         return Err(PublishError::Clash { path: c.path, releases: c.releases, store: store.url().into() });
     }
+    if !opts.dry_run && !opts.repair && !unreadable && plan::is_newest_complete(&catalog.records, &manifest.release) {
+        let own = own.expect("the newest complete release is ours");
+        if opts.faults.unchecked_republish || changed_mutable(&ctx, own).await?.is_empty() {
+            report.outcome = Outcome::AlreadyComplete;
+            report.skipped = report.files;
+            report.completed = own.completed;
+            return Ok(report);
+        }
+    }
+    ctx.exclusive = !opts.dry_run && store.capabilities().await?.create_only;
+    if !opts.dry_run && !ctx.exclusive {
+        report.warnings.push(format!("{} does not honour create-only writes: gc cannot run on it, so publish takes no lease", store.url()));
+    }
+    ctx.leftovers = plan::may_hold_leftovers(&catalog.records, unreadable);
     check_not_nested(store, &manifest).await?;
     report.conflicts = plan::conflicts(&catalog.records, &manifest, opts.policy.as_ref(), host.now())?;
     if opts.strict && !report.conflicts.is_empty() {
@@ -342,7 +368,8 @@ pub async fn publish(
         return Ok(report);
     }
     let mut hb = start_heartbeat(&ctx, &record.release).await?;
-    let result = hb.keep_alive(store, host, opts.heartbeat_every, run_steps(&ctx, record, &vouched, report)).await;
+    let unbroken = hb.unbroken();
+    let result = hb.keep_alive(store, host, opts.heartbeat_every, run_steps(&ctx, record, &vouched, &unbroken, report)).await;
     if let Err(e) = hb.stop(store).await {
         tracing::info!("the publish heartbeat was not removed (a gc will): {}", crate::error_chain(&e));
     }
@@ -444,8 +471,10 @@ fn different(store: &dyn Store, release: &ReleaseId, existing: &str) -> PublishE
 }
 
 /// Reads the records; an unreadable one costs only dedupe (a warning), unless it is our own.
-async fn load_catalog(store: &dyn Store, manifest: &Manifest, report: &mut PublishReport) -> Result<Catalog, PublishError> {
+/// Also says whether any record was unreadable.
+async fn load_catalog(store: &dyn Store, manifest: &Manifest, report: &mut PublishReport) -> Result<(Catalog, bool), PublishError> {
     let mut catalog = Catalog::load(store).await?;
+    let unreadable = !catalog.problems.is_empty();
     for p in std::mem::take(&mut catalog.problems) {
         if let CatalogError::Record(crate::release::RecordError::Parse { key, .. }) = &p {
             if layout::record_id(key) == Some(manifest.release.as_str()) {
@@ -454,7 +483,7 @@ async fn load_catalog(store: &dyn Store, manifest: &Manifest, report: &mut Publi
         }
         report.warnings.push(format!("ignored an unusable record (dedupe may upload more): {}", crate::error_chain(&p)));
     }
-    Ok(catalog)
+    Ok((catalog, unreadable))
 }
 
 async fn dry_run(
@@ -468,6 +497,16 @@ async fn dry_run(
     count_uploads(report, &needed);
     report.outcome = Outcome::DryRun;
     Ok(())
+}
+
+/// Warns about what a listing found that is not a usable key (once, if two listings find it).
+fn note_problems(report: &mut PublishReport, listing: &crate::store::Listing) {
+    for p in &listing.problems {
+        let warning = format!("the store holds {p}; it was left alone");
+        if !report.warnings.contains(&warning) {
+            report.warnings.push(warning);
+        }
+    }
 }
 
 fn count_uploads(report: &mut PublishReport, needed: &[(Key, ManifestFile)]) {
@@ -486,21 +525,23 @@ async fn run_steps(
     ctx: &Ctx<'_>,
     mut record: ReleaseRecord,
     vouched: &HashMap<Key, Option<String>>,
+    unbroken: &heartbeat::Unbroken,
     mut report: PublishReport,
 ) -> Result<PublishReport, PublishError> {
-    let mut registered = false;
+    let mut registered = None;
     for _ in 0..3 {
         register(ctx, &mut record).await?;
-        if wait_for_gc(ctx, &record).await? {
-            registered = true;
+        if let Some(current) = wait_for_gc(ctx, &record).await? {
+            registered = Some(current);
             break;
         }
     }
-    if !registered {
+    let Some(catalog_current) = registered else {
         return Err(PublishError::Contended { release: record.release, store: ctx.store.url().into() });
-    }
-    upload_missing(ctx, &record, vouched, &mut report).await?;
-    complete(ctx, record, &mut report).await?;
+    };
+    let list = ctx.leftovers || !catalog_current;
+    upload_missing(ctx, &record, vouched, list, &mut report).await?;
+    complete(ctx, record, unbroken, &mut report).await?;
     Ok(report)
 }
 
@@ -575,31 +616,43 @@ async fn take_back(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<(), Publ
     result
 }
 
-/// Step 3: waits until no gc holds the lease; `Ok(false)` if a gc dropped our record meanwhile
-/// (register again).
-async fn wait_for_gc(ctx: &Ctx<'_>, record: &ReleaseRecord) -> Result<bool, PublishError> {
+/// Step 3: waits until no gc holds the lease. `None` if a gc dropped our record meanwhile
+/// (register again); else whether the records read before registering still hold: no one held
+/// the lease since then, so no gc deleted anything they vouch for.
+async fn wait_for_gc(ctx: &Ctx<'_>, record: &ReleaseRecord) -> Result<Option<bool>, PublishError> {
+    let mut current = !ctx.exclusive;
     if ctx.exclusive && !ctx.opts.faults.skip_wait_for_gc {
-        lease::wait_until_free(ctx.store, ctx.host, ctx.cfg, ctx.opts.lease_wait, &ctx.waiting()).await?;
+        let top = lease::wait_until_free(ctx.store, ctx.host, ctx.cfg, ctx.opts.lease_wait, &ctx.waiting()).await?;
+        current = ctx.opts.faults.trust_stale_records || top.is_none_or(|t| t.idle_since(ctx.lease_before, ctx.catalog_read_at, ctx.cfg.skew));
     }
     if ctx.opts.faults.skip_recheck {
-        return Ok(true);
+        return Ok(Some(current));
     }
-    Ok(read_own(ctx.store, record).await?.is_some_and(|r| r.state != ReleaseState::Dropping))
+    let ours = read_own(ctx.store, record).await?.is_some_and(|r| r.state != ReleaseState::Dropping);
+    Ok(ours.then_some(current))
 }
 
 /// Step 4: immutable and entry files. Mutable files, which every release shares at one path,
 /// wait for the last step.
+///
+/// `list`: list the store and skip what it shows vouched for at the right size. Without a
+/// listing, what a complete record vouches for is taken as stored: right when the store holds no
+/// leftovers and no gc ran since the records were read (a complete record is whole, I3), and
+/// the last step's listing checks it under the lease anyway.
 async fn upload_missing(
     ctx: &Ctx<'_>,
     record: &ReleaseRecord,
     vouched: &HashMap<Key, Option<String>>,
+    list: bool,
     report: &mut PublishReport,
 ) -> Result<(), PublishError> {
-    let listing = ctx.store.list(None).await?;
-    for p in &listing.problems {
-        report.warnings.push(format!("the store holds {p}; it was left alone"));
-    }
-    let needed = plan::needed(record, &plan::sizes(&listing.objects), vouched);
+    let needed = if list {
+        let listing = ctx.store.list(None).await?;
+        note_problems(report, &listing);
+        plan::needed(record, &plan::sizes(&listing.objects), vouched)
+    } else {
+        plan::unvouched(record, vouched)
+    };
     let early = ctx.opts.faults.mutable_early;
     let needed: Vec<_> = needed.into_iter().filter(|(_, f)| early || f.class != FileClass::Mutable).collect();
     count_uploads(report, &needed);
@@ -613,14 +666,14 @@ async fn upload_missing(
 /// record says `complete`, and any later gc keeps what a complete release references. Mutable
 /// files are written here, so the last release to complete is the one whose content they hold,
 /// and a publish that fails earlier never changes what the current release serves.
-async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
+async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, unbroken: &heartbeat::Unbroken, report: &mut PublishReport) -> Result<(), PublishError> {
     if !ctx.exclusive || ctx.opts.faults.complete_without_lease {
         return complete_unleased(ctx, &mut record, report).await;
     }
     let mut last = None;
     for _ in 0..3 {
         let mut lease = Lease::acquire(ctx.store, ctx.host, ctx.cfg, Purpose::Publish, ctx.opts.lease_wait, &ctx.waiting()).await?;
-        let result = complete_locked(ctx, &mut lease, &mut record, report).await;
+        let result = complete_locked(ctx, &mut lease, &mut record, unbroken, report).await;
         let _ = lease.release(ctx.store, ctx.host).await;
         match result {
             Err(PublishError::Lease(e @ LeaseError::Lost { .. })) => last = Some(e),
@@ -630,11 +683,31 @@ async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, report: &mut Publish
     Err(last.expect("three attempts failed").into())
 }
 
-async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
-    read_own(ctx.store, record).await?; // still ours (same content)
-    let listing = ctx.store.list(None).await?;
-    let missing = plan::missing(record, &plan::sizes(&listing.objects));
-    let missing: Vec<_> = missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect();
+async fn complete_locked(
+    ctx: &Ctx<'_>,
+    lease: &mut Lease,
+    record: &mut ReleaseRecord,
+    unbroken: &heartbeat::Unbroken,
+    report: &mut PublishReport,
+) -> Result<(), PublishError> {
+    let stored = read_own(ctx.store, record).await?; // still ours (same content)
+    // No listing when nothing can be missing: a complete record is whole (I3); a pending one
+    // whose publish never looked dead to any gc lost nothing (step 4 uploaded what the store
+    // lacked after the last gc before it, and every gc since kept our files). Under the lease, no
+    // gc starts now.
+    let whole = match stored.map(|r| r.state) {
+        Some(ReleaseState::Complete) => true,
+        Some(ReleaseState::Pending) => unbroken.holds(ctx.host.now()),
+        _ => false,
+    };
+    let missing = if whole {
+        Vec::new()
+    } else {
+        let listing = ctx.store.list(None).await?;
+        note_problems(report, &listing);
+        let missing = plan::missing(record, &plan::sizes(&listing.objects));
+        missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect()
+    };
     if !missing.is_empty() {
         tracing::info!(count = missing.len(), "files vanished before the last step; uploading them again");
         report.repaired += missing.len() as u64;

@@ -52,6 +52,33 @@ pub fn needed(record: &ReleaseRecord, listing: &HashMap<&Key, u64>, vouched: &Ha
         .collect()
 }
 
+/// The files of `record` no complete release vouches for, when no listing was made: a vouched
+/// file is stored, since a complete record is whole (I3); the last step's listing checks again.
+pub fn unvouched(record: &ReleaseRecord, vouched: &HashMap<Key, Option<String>>) -> Vec<(Key, ManifestFile)> {
+    record
+        .stored_files()
+        .filter(|(key, f)| vouched.get(key).is_none_or(|v| v.as_deref() != Some(f.sha256.as_str())))
+        .map(|(k, f)| (k, f.clone()))
+        .collect()
+}
+
+/// Whether uploads of an earlier attempt may lie in the store unreferenced by any complete
+/// record: only a pending or dropping record (ours or another's) leaves such files, and an
+/// unreadable record might be one. Without any, the upload step needs no listing.
+pub fn may_hold_leftovers(records: &[ReleaseRecord], unreadable: bool) -> bool {
+    unreadable || records.iter().any(|r| r.state != ReleaseState::Complete)
+}
+
+/// Whether `release` is complete and the newest complete release: publishing it again changes
+/// nothing in retention order.
+pub fn is_newest_complete(records: &[ReleaseRecord], release: &ReleaseId) -> bool {
+    records
+        .iter()
+        .filter(|r| r.state == ReleaseState::Complete)
+        .min_by(|a, b| retention::newest_first(a, b))
+        .is_some_and(|r| &r.release == release)
+}
+
 /// The files of `record` a listing does not show with the right size.
 pub fn missing(record: &ReleaseRecord, listing: &HashMap<&Key, u64>) -> Vec<(Key, ManifestFile)> {
     record.stored_files().filter(|(k, f)| listing.get(k) != Some(&f.size)).map(|(k, f)| (k, f.clone())).collect()
@@ -135,4 +162,65 @@ pub fn folders(manifest: &Manifest) -> Vec<Key> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+
+    fn file(path: &str, sha: char) -> ManifestFile {
+        ManifestFile {
+            path: Key::new(path).unwrap(),
+            sha256: sha.to_string().repeat(64),
+            size: 1,
+            content_type: "text/javascript".into(),
+            cache_control: "public".into(),
+            class: FileClass::Immutable,
+        }
+    }
+
+    fn record(id: &str, files: Vec<ManifestFile>, state: ReleaseState, completed_secs: u64) -> ReleaseRecord {
+        let at = Timestamp(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000 + completed_secs));
+        let mut r = ReleaseRecord::pending(Manifest::from_files(files, Some(ReleaseId::new(id).unwrap())), at);
+        r.state = state;
+        r.completed = (state == ReleaseState::Complete).then_some(at);
+        r
+    }
+
+    #[test]
+    fn only_a_complete_release_ranked_first_is_the_newest() {
+        let id = |s: &str| ReleaseId::new(s).unwrap();
+        let old = record("old", vec![file("a.js", 'a')], ReleaseState::Complete, 10);
+        let new = record("new", vec![file("b.js", 'b')], ReleaseState::Complete, 20);
+        let pending = record("later", vec![file("c.js", 'c')], ReleaseState::Pending, 30);
+        let records = vec![pending.clone(), new.clone(), old.clone()];
+        assert!(is_newest_complete(&records, &id("new")), "a pending release does not outrank a complete one");
+        assert!(!is_newest_complete(&records, &id("old")), "a rollback must go through the steps");
+        assert!(!is_newest_complete(&records, &id("later")));
+        assert!(!is_newest_complete(&[], &id("new")));
+        let dropping = record("new", vec![file("b.js", 'b')], ReleaseState::Dropping, 20);
+        assert!(!is_newest_complete(&[dropping, old], &id("new")));
+    }
+
+    #[test]
+    fn leftovers_come_only_from_unfinished_or_unreadable_records() {
+        let done = record("a", vec![file("a.js", 'a')], ReleaseState::Complete, 1);
+        assert!(!may_hold_leftovers(std::slice::from_ref(&done), false));
+        assert!(may_hold_leftovers(std::slice::from_ref(&done), true), "an unreadable record may be a pending one");
+        for state in [ReleaseState::Pending, ReleaseState::Dropping] {
+            assert!(may_hold_leftovers(&[done.clone(), record("b", vec![file("b.js", 'b')], state, 2)], false));
+        }
+    }
+
+    #[test]
+    fn without_a_listing_only_what_complete_records_vouch_for_is_skipped() {
+        let old = record("old", vec![file("a.js", 'a'), file("b.js", 'b')], ReleaseState::Complete, 1);
+        let gone = record("gone", vec![file("c.js", 'c')], ReleaseState::Pending, 2);
+        let new = record("new", vec![file("a.js", 'a'), file("b.js", 'x'), file("c.js", 'c')], ReleaseState::Pending, 3);
+        let vouched = vouched_contents(&[&old, &gone]);
+        let keys: Vec<String> = unvouched(&new, &vouched).into_iter().map(|(k, _)| k.to_string()).collect();
+        // b.js has other content than the vouched one; c.js is only in a pending release.
+        assert_eq!(keys, ["b.js", "c.js"]);
+    }
 }

@@ -354,8 +354,8 @@ impl Store for FsStore {
         &self.url
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { create_only: true }
+    async fn capabilities(&self) -> Result<Capabilities, StoreError> {
+        Ok(Capabilities { create_only: true })
     }
 
     async fn put(&self, key: &Key, body: Body, opts: &PutOptions) -> Result<(), StoreError> {

@@ -269,8 +269,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The store's URL, for messages (`file:///srv/assets`, `s3://bucket/app`).
     fn url(&self) -> &str;
 
-    /// What this backend can promise.
-    fn capabilities(&self) -> Capabilities;
+    /// What this backend can promise. A backend may find out on first use (S3 probes its
+    /// server's conditional writes), so that a command that never needs to know sends nothing.
+    async fn capabilities(&self) -> Result<Capabilities, StoreError>;
 
     /// Writes `body` at `key`, atomically.
     async fn put(&self, key: &Key, body: Body, opts: &PutOptions) -> Result<(), StoreError>;

@@ -41,7 +41,7 @@ async fn publish_fixture(store: &dyn Store, version: &str) -> Manifest {
 async fn seaweedfs_honours_create_only_writes() {
     deskew_testkit::require!(S3);
     let store = connect(&endpoint(), &deskew_testkit::unique_prefix("caps")).await.unwrap();
-    assert!(store.capabilities().create_only, "SeaweedFS refuses a second If-None-Match: * write; the probe must see that");
+    assert!(store.capabilities().await.unwrap().create_only, "SeaweedFS refuses a second If-None-Match: * write; the probe must see that");
 }
 
 /// A server that accepts `If-None-Match: *` and overwrites anyway is detected, and GC refuses to
@@ -52,7 +52,7 @@ async fn a_server_ignoring_conditional_writes_is_detected() {
     let proxy = FaultProxy::start(&endpoint()).await;
     proxy.faults.ignore_conditional_puts.store(true, Ordering::SeqCst);
     let store = connect(&proxy.url, &deskew_testkit::unique_prefix("nocas")).await.unwrap();
-    assert!(!store.capabilities().create_only);
+    assert!(!store.capabilities().await.unwrap().create_only);
     let err = lease::Lease::try_acquire(&store, &SystemHost, lease::LeaseConfig::default(), lease::Purpose::Gc).await.unwrap_err();
     assert!(err.to_string().contains("does not honour create-only writes"), "{err}");
     // Publishing still works (no gc can run there, so it needs no lease); the pending record is

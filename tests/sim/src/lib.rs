@@ -138,6 +138,7 @@ fn spawn_publisher(ex: &mut Executor, ctx: &mut Ctx, oracle: &mut Oracle, releas
     oracle.skews.insert(actor_id, ctx.skews[&actor_id]);
     let (manifest, source) = ctx.manifest(release);
     oracle.roles.insert(actor_id, Role::Publisher { release: rid(release), policy: policy.clone() });
+    oracle.started.insert(actor_id, ctx.world.lock().unwrap_or_else(|e| e.into_inner()).now);
     let faults = ctx.faults;
     let fut = actor(async move {
         let r = publish::publish(&store, &host, &source, manifest, &publish_opts(faults), &NoProgress).await;

@@ -12,7 +12,9 @@
 //!   its sha256); no complete record is ever deleted.
 //! - I6: mutable files follow completion order: when a record becomes complete, each of its
 //!   mutable files holds its content (it is now the newest release, the one they serve), and
-//!   only a lease holder writes a mutable file.
+//!   only a lease holder writes a mutable file. A publish that returned success (even one that
+//!   wrote nothing, its release already complete and newest) leaves each mutable file with its
+//!   content, unless another actor wrote it after the publish started.
 //! - I5: every delete and every record state change lands while its actor holds the lease (the
 //!   highest epoch, held, by it).
 
@@ -85,6 +87,10 @@ pub struct Oracle {
     complete: HashMap<ReleaseId, ReleaseRecord>,
     /// Keys the builds hold as mutable files.
     pub mutable_keys: HashSet<Key>,
+    /// When each mutable file was last written or deleted.
+    mutable_changed: HashMap<Key, Duration>,
+    /// When each publisher started.
+    pub started: HashMap<usize, Duration>,
     /// The protocol-level order of what landed: which kind of actor did which kind of change,
     /// repeats collapsed (timing, keys and contents left out).
     pub order_hash: u64,
@@ -107,6 +113,8 @@ impl Oracle {
             shas: HashMap::new(),
             complete: HashMap::new(),
             mutable_keys: HashSet::new(),
+            mutable_changed: HashMap::new(),
+            started: HashMap::new(),
             order_hash: 0xcbf2_9ce4_8422_2325,
             last_token: String::new(),
         }
@@ -182,6 +190,18 @@ impl Oracle {
                 let v = format!("I6: `{}` became complete while `{k}` holds other content than its own", record.release);
                 return self.violation(world, v);
             }
+        }
+    }
+
+    /// I6, on return: each mutable file of a release just published holds its content, unless
+    /// someone changed it after the publish started (a newer release, legitimately).
+    fn check_mutable_on_return(&mut self, world: &World, actor: usize, release: &ReleaseId) {
+        let (Some(record), Some(&started)) = (self.complete.get(release), self.started.get(&actor)) else { return };
+        let stale = record.stored_files().filter(|(_, f)| f.class == FileClass::Mutable).find(|(k, f)| {
+            self.shas.get(k) != Some(&f.sha256) && self.mutable_changed.get(k).is_none_or(|t| *t < started)
+        });
+        if let Some((k, _)) = stale {
+            self.violation(world, format!("I6: a{actor}'s publish of `{release}` returned success while `{k}` holds content written before it started"));
         }
     }
 
@@ -363,6 +383,10 @@ impl crate::world::Observer for Oracle {
             self.note_order(*actor, e);
         }
         for (actor, e) in effects {
+            let (Effect::Put { key, .. } | Effect::Delete { key, .. }) = e;
+            if self.mutable_keys.contains(key) {
+                self.mutable_changed.insert(key.clone(), world.now);
+            }
             match e {
                 Effect::Put { key, bytes } => self.on_put(world, *actor, key, bytes),
                 Effect::Delete { key, prev } => self.on_delete(world, *actor, key, prev.as_deref()),
@@ -394,6 +418,7 @@ impl crate::world::Observer for Oracle {
         if repaired > 0 && self.lapsed.get(&actor).is_none_or(|t| *t > out.returned_at) {
             self.violation(world, format!("I2: a{actor}'s live publish of `{release}` had {repaired} files deleted under it"));
         }
+        self.check_mutable_on_return(world, actor, &release);
     }
 
     fn time_moved(&mut self, world: &World) {

@@ -273,8 +273,8 @@ impl Store for SimStore {
         "memory://sim"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { create_only: true }
+    async fn capabilities(&self) -> Result<Capabilities, StoreError> {
+        Ok(Capabilities { create_only: true })
     }
 
     fn max_delete_batch(&self) -> usize {

@@ -428,7 +428,7 @@ pub async fn immutable_files_never_change(store: &dyn Store) {
     let err = try_publish(store, &d2, "i-b", now()).await.unwrap_err();
     assert!(matches!(&err, PublishError::Clash { path, releases, .. } if *path == x && releases == &[id("i-a")]), "{err}");
     assert_eq!(keys(store).await, before, "nothing written");
-    if !store.capabilities().create_only {
+    if !store.capabilities().await.unwrap().create_only {
         return; // without create-only writes a stored leftover cannot be told from a race
     }
     synthetic_build(&d3, "i-c", &["y"], "r");
@@ -478,7 +478,7 @@ pub async fn mutable_files_change_last(store: &dyn Store) {
 /// A holder whose lease is taken away by other means than lapsing (its epochs deleted by hand, a
 /// holder wrongly judged dead) stops at its next check instead of acting alongside the new one.
 pub async fn a_lease_taken_by_other_means_stops_its_holder(store: &dyn Store) {
-    if !store.capabilities().create_only {
+    if !store.capabilities().await.unwrap().create_only {
         return;
     }
     let cfg = LeaseConfig::new(Duration::from_secs(60), Duration::from_secs(1));

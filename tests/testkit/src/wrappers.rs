@@ -52,8 +52,8 @@ impl<H: Hooks> Store for Hooked<'_, H> {
     fn url(&self) -> &str {
         self.inner.url()
     }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+    async fn capabilities(&self) -> Result<Capabilities, StoreError> {
+        self.inner.capabilities().await
     }
     async fn put(&self, key: &Key, body: Body, opts: &PutOptions) -> Result<(), StoreError> {
         self.hooks.before(Op::Put).await;
@@ -195,8 +195,8 @@ impl Hooks for Jitter {
 
 /// Two interleavings of a publish and a gc that a protocol can get wrong, forced with gates.
 ///
-/// [`Race::GcBetweenDedupeAndComplete`]: the publisher lists the store and decides to skip a
-/// file that is present; then a whole gc runs that wants to delete that file (it drops the only
+/// [`Race::GcBetweenDedupeAndComplete`]: the publisher decides to skip a file that is present
+/// (after its listing, or, when it needs none, right before its first upload); then a whole gc runs that wants to delete that file (it drops the only
 /// complete release that uses it); then the publisher completes. The gc must see the live
 /// publish and spare the file.
 ///
@@ -254,6 +254,17 @@ pub fn race<'a>(inner: &'a dyn Store, race: Race, release: &deskew_core::Release
     )
 }
 
+impl PublisherGate {
+    /// The publisher has made its dedupe decisions: in [`Race::GcBetweenDedupeAndComplete`], the
+    /// whole gc runs now.
+    async fn decided(&self) {
+        if self.race == Race::GcBetweenDedupeAndComplete && self.armed.swap(false, Ordering::SeqCst) {
+            self.gates.publisher_listed.notify_one();
+            self.gates.gc_done.notified().await;
+        }
+    }
+}
+
 #[async_trait]
 impl Hooks for PublisherGate {
     async fn after_put(&self, key: &Key) {
@@ -262,14 +273,16 @@ impl Hooks for PublisherGate {
         }
     }
     async fn after_list(&self, prefix: Option<&Key>) {
-        if self.race == Race::GcBetweenDedupeAndComplete && prefix.is_none() && self.armed.swap(false, Ordering::SeqCst) {
-            self.gates.publisher_listed.notify_one();
-            self.gates.gc_done.notified().await;
+        if prefix.is_none() {
+            self.decided().await;
         }
     }
     async fn before_put(&self, _: &str, key: &Key) -> Result<(), StoreError> {
         if self.race == Race::GcDeletesWhilePublishRegisters && *key == self.record && self.armed.load(Ordering::SeqCst) {
             self.gates.gc_about_to_delete.notified().await;
+        }
+        if !key.is_under(&deskew_core::layout::deskew_dir()) {
+            self.decided().await;
         }
         Ok(())
     }
