@@ -74,30 +74,6 @@ pub struct Heartbeat {
     key: Key,
     body: HeartbeatBody,
     ttl: Duration,
-    unbroken: Unbroken,
-}
-
-/// Whether a heartbeat has been live without a gap since it was first written: every renewal
-/// landed before the expiry it replaced (by this host's clock; any reader's clock is at most the
-/// allowance ahead, and readers add the allowance). While it holds, no gc can have judged the
-/// publish dead, so none dropped its release or deleted a file it references.
-#[derive(Clone, Debug)]
-pub struct Unbroken(std::sync::Arc<std::sync::Mutex<(Timestamp, bool)>>);
-
-impl Unbroken {
-    /// Whether the heartbeat has never lapsed and is live at `now` (this host's clock).
-    pub fn holds(&self, now: Timestamp) -> bool {
-        let (expires, broken) = *self.0.lock().unwrap_or_else(|e| e.into_inner());
-        !broken && now < expires
-    }
-
-    fn renewed(&self, landed_by: Timestamp, expires: Timestamp) {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if landed_by >= s.0 {
-            s.1 = true;
-        }
-        s.0 = expires;
-    }
 }
 
 fn encode(body: &HeartbeatBody) -> Body {
@@ -109,8 +85,7 @@ impl Heartbeat {
     pub async fn start(store: &dyn Store, host: &dyn Host, release: &ReleaseId, ttl: Duration) -> Result<Heartbeat, StoreError> {
         let now = host.now();
         let body = HeartbeatBody { release: release.clone(), holder: host.holder(), started: now, expires: now.plus(ttl), process: host.process() };
-        let unbroken = Unbroken(std::sync::Arc::new(std::sync::Mutex::new((body.expires, false))));
-        let hb = Heartbeat { key: layout::heartbeat_key(release, &host.unique()), body, ttl, unbroken };
+        let hb = Heartbeat { key: layout::heartbeat_key(release, &host.unique()), body, ttl };
         store.put(&hb.key, encode(&hb.body), &PutOptions::default()).await?;
         Ok(hb)
     }
@@ -119,14 +94,8 @@ impl Heartbeat {
     pub async fn renew(&mut self, store: &dyn Store, host: &dyn Host) -> Result<(), StoreError> {
         let body = HeartbeatBody { expires: host.now().plus(self.ttl), ..self.body.clone() };
         store.put(&self.key, encode(&body), &PutOptions::default()).await?;
-        self.unbroken.renewed(host.now(), body.expires);
         self.body = body;
         Ok(())
-    }
-
-    /// Tells, while the publish runs, whether this heartbeat has been live without a gap.
-    pub fn unbroken(&self) -> Unbroken {
-        self.unbroken.clone()
     }
 
     /// Removes the heartbeat: the publish is over.
@@ -204,26 +173,4 @@ pub fn liveness(heartbeats: &[FoundHeartbeat], skew: Duration, grace: Duration) 
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One renewal that lands after the expiry it replaces breaks the line for good: a gc may
-    /// have judged the publish dead in that gap.
-    #[test]
-    fn a_late_renewal_breaks_the_heartbeat_for_good() {
-        let t0 = Timestamp::now();
-        let at = |s: u64| t0.plus(Duration::from_secs(s));
-        let u = Unbroken(std::sync::Arc::new(std::sync::Mutex::new((at(60), false))));
-        assert!(u.holds(at(10)));
-        assert!(!u.holds(at(60)), "lapsed at its expiry");
-        u.renewed(at(15), at(75));
-        assert!(u.holds(at(70)));
-        u.renewed(at(80), at(140)); // landed after 75: there was a gap
-        assert!(!u.holds(at(90)));
-        u.renewed(at(95), at(155));
-        assert!(!u.holds(at(100)), "a gap is never forgotten");
-    }
 }

@@ -217,3 +217,21 @@ fn a_quiet_verify_still_names_what_failed() {
     assert!(r.stderr.contains("assets/about-B0thXP3Q.js"), "{}", r.stderr);
     assert!(r.stderr.contains("problem"), "{}", r.stderr);
 }
+
+/// A stored file deleted outside deskew (a bucket lifecycle rule, a hand) is never vouched for
+/// blindly: publishing its release again puts it back, and a new release sharing it uploads it
+/// again before it says `complete`.
+#[test]
+fn a_file_deleted_outside_deskew_is_put_back_by_the_next_publish() {
+    let t = Scratch::new();
+    run_ok(&["publish", &fixture("v1"), "--store", &t.store(), "--release", "v1"]);
+    let shared = t.path("store/assets/about-B0thXP3Q.js");
+    std::fs::remove_file(&shared).unwrap();
+    run_ok(&["publish", &fixture("v1"), "--store", &t.store(), "--release", "v1"]);
+    assert!(shared.exists(), "publishing v1 again puts its missing file back");
+    run_ok(&["verify", "--store", &t.store()]);
+    std::fs::remove_file(&shared).unwrap();
+    run_ok(&["publish", &fixture("v2"), "--store", &t.store(), "--release", "v2"]);
+    assert!(shared.exists(), "v2 shares the file: it must be stored before v2 is complete");
+    run_ok(&["verify", "--store", &t.store()]);
+}

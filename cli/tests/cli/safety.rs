@@ -320,8 +320,8 @@ fn an_invalid_name_is_reported_not_fatal() {
     let t = Scratch::new();
     run_ok(&["publish", &fixture("v1"), "--store", &t.store(), "--release", "v1"]);
     std::fs::write(t.path("store/assets/bad\\name.js"), "x").unwrap();
-    // Publish goes on (it lists the store only when it must, so it may not even see the name).
-    run_ok(&["publish", &fixture("v2"), "--store", &t.store(), "--release", "v2"]);
+    let r = run_ok(&["publish", &fixture("v2"), "--store", &t.store(), "--release", "v2"]);
+    assert!(r.stderr.contains("bad\\name.js"), "{}", r.stderr);
     let r = run_ok(&["verify", "--store", &t.store()]);
     assert!(r.stderr.contains("bad\\name.js"), "{}", r.stderr);
     let before = t.store_files();

@@ -11,11 +11,12 @@
 //! 4. [`upload_missing`]: upload what no complete release vouches for, entry files last; one
 //!    listing first, unless the records read before registering still hold and no attempt left
 //!    files behind.
-//! 5. [`complete`]: under the lease, list again (unless the record is already complete, which
-//!    means whole), upload anything that vanished, and only then rewrite the record as `complete`.
+//! 5. [`complete`]: under the lease, list the store, upload anything that vanished, and only then
+//!    rewrite the record as `complete`.
 //!
-//! Before step 1, a release published again while it is still the newest complete one, with its
-//! mutable files holding its content, writes nothing ([`Outcome::AlreadyComplete`]).
+//! Before step 1, a release published again while it is still the newest complete one, listed
+//! whole and with its mutable files holding its content, writes nothing
+//! ([`Outcome::AlreadyComplete`]).
 //!
 //! Killed at any step, the store holds at most a pending record (which says "not whole") and
 //! some files; rerunning the same publish resumes it.
@@ -335,7 +336,7 @@ pub async fn publish(
     }
     if !opts.dry_run && !opts.repair && !unreadable && plan::is_newest_complete(&catalog.records, &manifest.release) {
         let own = own.expect("the newest complete release is ours");
-        if opts.faults.unchecked_republish || changed_mutable(&ctx, own).await?.is_empty() {
+        if opts.faults.unchecked_republish || unchanged(&ctx, own, &mut report).await? {
             report.outcome = Outcome::AlreadyComplete;
             report.skipped = report.files;
             report.completed = own.completed;
@@ -368,8 +369,7 @@ pub async fn publish(
         return Ok(report);
     }
     let mut hb = start_heartbeat(&ctx, &record.release).await?;
-    let unbroken = hb.unbroken();
-    let result = hb.keep_alive(store, host, opts.heartbeat_every, run_steps(&ctx, record, &vouched, &unbroken, report)).await;
+    let result = hb.keep_alive(store, host, opts.heartbeat_every, run_steps(&ctx, record, &vouched, report)).await;
     if let Err(e) = hb.stop(store).await {
         tracing::info!("the publish heartbeat was not removed (a gc will): {}", crate::error_chain(&e));
     }
@@ -382,6 +382,19 @@ pub async fn publish(
         report.outcome = Outcome::Repaired;
     }
     Ok(report)
+}
+
+/// Whether the newest complete release, published again, can be left as it is: the store lists
+/// every file of it with its size (one deleted outside deskew, by a bucket lifecycle rule or by
+/// hand, sends the publish through its steps, which put it back), and its mutable files hold its
+/// content (a publish of another release that died in its last step may have changed them).
+async fn unchanged(ctx: &Ctx<'_>, own: &ReleaseRecord, report: &mut PublishReport) -> Result<bool, PublishError> {
+    let listing = ctx.store.list(None).await?;
+    note_problems(report, &listing);
+    if !plan::missing(own, &plan::sizes(&listing.objects)).is_empty() {
+        return Ok(false);
+    }
+    Ok(changed_mutable(ctx, own).await?.is_empty())
 }
 
 /// Refuses to write into a folder that holds a store of its own (its gc would drop our files'
@@ -525,7 +538,6 @@ async fn run_steps(
     ctx: &Ctx<'_>,
     mut record: ReleaseRecord,
     vouched: &HashMap<Key, Option<String>>,
-    unbroken: &heartbeat::Unbroken,
     mut report: PublishReport,
 ) -> Result<PublishReport, PublishError> {
     let mut registered = None;
@@ -541,7 +553,7 @@ async fn run_steps(
     };
     let list = ctx.leftovers || !catalog_current;
     upload_missing(ctx, &record, vouched, list, &mut report).await?;
-    complete(ctx, record, unbroken, &mut report).await?;
+    complete(ctx, record, &mut report).await?;
     Ok(report)
 }
 
@@ -666,14 +678,14 @@ async fn upload_missing(
 /// record says `complete`, and any later gc keeps what a complete release references. Mutable
 /// files are written here, so the last release to complete is the one whose content they hold,
 /// and a publish that fails earlier never changes what the current release serves.
-async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, unbroken: &heartbeat::Unbroken, report: &mut PublishReport) -> Result<(), PublishError> {
+async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
     if !ctx.exclusive || ctx.opts.faults.complete_without_lease {
         return complete_unleased(ctx, &mut record, report).await;
     }
     let mut last = None;
     for _ in 0..3 {
         let mut lease = Lease::acquire(ctx.store, ctx.host, ctx.cfg, Purpose::Publish, ctx.opts.lease_wait, &ctx.waiting()).await?;
-        let result = complete_locked(ctx, &mut lease, &mut record, unbroken, report).await;
+        let result = complete_locked(ctx, &mut lease, &mut record, report).await;
         let _ = lease.release(ctx.store, ctx.host).await;
         match result {
             Err(PublishError::Lease(e @ LeaseError::Lost { .. })) => last = Some(e),
@@ -683,31 +695,14 @@ async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, unbroken: &heartbeat
     Err(last.expect("three attempts failed").into())
 }
 
-async fn complete_locked(
-    ctx: &Ctx<'_>,
-    lease: &mut Lease,
-    record: &mut ReleaseRecord,
-    unbroken: &heartbeat::Unbroken,
-    report: &mut PublishReport,
-) -> Result<(), PublishError> {
-    let stored = read_own(ctx.store, record).await?; // still ours (same content)
-    // No listing when nothing can be missing: a complete record is whole (I3); a pending one
-    // whose publish never looked dead to any gc lost nothing (step 4 uploaded what the store
-    // lacked after the last gc before it, and every gc since kept our files). Under the lease, no
-    // gc starts now.
-    let whole = match stored.map(|r| r.state) {
-        Some(ReleaseState::Complete) => true,
-        Some(ReleaseState::Pending) => unbroken.holds(ctx.host.now()),
-        _ => false,
-    };
-    let missing = if whole {
-        Vec::new()
-    } else {
-        let listing = ctx.store.list(None).await?;
-        note_problems(report, &listing);
-        let missing = plan::missing(record, &plan::sizes(&listing.objects));
-        missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect()
-    };
+async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
+    read_own(ctx.store, record).await?; // still ours (same content)
+    // Always a listing here, whatever the records say: a file deleted outside deskew (a bucket
+    // lifecycle rule, a hand) is found and put back before the record says `complete`.
+    let listing = ctx.store.list(None).await?;
+    note_problems(report, &listing);
+    let missing = plan::missing(record, &plan::sizes(&listing.objects));
+    let missing: Vec<_> = missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect();
     if !missing.is_empty() {
         tracing::info!(count = missing.len(), "files vanished before the last step; uploading them again");
         report.repaired += missing.len() as u64;
