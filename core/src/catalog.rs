@@ -4,7 +4,7 @@
 //! decides: GC and verify fail closed on any problem, publish warns and carries on (a record it
 //! cannot read only costs it dedupe).
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use crate::key::Key;
 use crate::layout;
@@ -33,6 +33,9 @@ pub struct Catalog {
     pub records: Vec<ReleaseRecord>,
     /// Records that could not be used.
     pub problems: Vec<CatalogError>,
+    /// Records that were listed but gone when read. Without the lease that is a gc finishing
+    /// a release; under it (no other gc can run) something other than deskew deleted them.
+    pub vanished: Vec<Key>,
 }
 
 impl Catalog {
@@ -52,27 +55,30 @@ impl Catalog {
             }
             keys.push(obj.key);
         }
-        let results: Vec<Result<ReleaseRecord, CatalogError>> = futures::stream::iter(keys)
+        let results: Vec<(Key, Result<ReleaseRecord, CatalogError>)> = futures::stream::iter(keys)
             .map(|key| async move {
-                let bytes = store.get(&key).await?;
-                Ok(ReleaseRecord::parse(&key, &bytes)?)
+                let record = match store.get(&key).await {
+                    Ok(bytes) => ReleaseRecord::parse(&key, &bytes).map_err(CatalogError::from),
+                    Err(e) => Err(e.into()),
+                };
+                (key, record)
             })
             .buffer_unordered(16)
-            .into_stream()
             .collect()
             .await;
         let mut records = Vec::new();
-        for r in results {
+        let mut vanished = Vec::new();
+        for (key, r) in results {
             match r {
                 Ok(rec) => records.push(rec),
-                // A record deleted between the listing and the read (a concurrent GC) is gone,
-                // not broken.
-                Err(CatalogError::Read(e)) if e.is_not_found() => {}
+                // Deleted between the listing and the read: gone, not broken.
+                Err(CatalogError::Read(e)) if e.is_not_found() => vanished.push(key),
                 Err(e) => problems.push(e),
             }
         }
         records.sort_by(crate::retention::newest_first);
-        Ok(Catalog { records, problems })
+        vanished.sort();
+        Ok(Catalog { records, problems, vanished })
     }
 
     /// The records, or the first problem if there is any (fail closed).

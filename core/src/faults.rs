@@ -27,6 +27,8 @@ pub struct Faults {
     pub trust_stale_records: bool,
     /// A release published again while newest writes nothing without reading its mutable files.
     pub unchecked_republish: bool,
+    /// Gc does not read the mutable files: a release they serve is dropped if the policy says so.
+    pub ignore_serving: bool,
 }
 
 impl Faults {
@@ -43,6 +45,7 @@ impl Faults {
             ("mutable_early", Faults { mutable_early: true, ..none }),
             ("trust_stale_records", Faults { trust_stale_records: true, ..none }),
             ("unchecked_republish", Faults { unchecked_republish: true, ..none }),
+            ("ignore_serving", Faults { ignore_serving: true, ..none }),
         ]
     }
 }

@@ -6,12 +6,13 @@
 //!    record it has not seen references;
 //! 3. delete the dropped records and lapsed heartbeats.
 //!
-//! Fails closed: a record or heartbeat it cannot read, an entry it cannot list (a symbolic link,
+//! Fails closed: a record or heartbeat it cannot read, a record listed but gone when read (under
+//! the lease only gc deletes records, so something else does), an entry it cannot list (a symbolic link,
 //! an invalid name), a store without the marker, or a lost lease stops it before it deletes
 //! anything more. Killed at any point, it leaves only records that tell the truth: complete ones
 //! are whole, dropped ones say `dropping`; the next gc finishes the job.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +28,7 @@ use crate::layout;
 use crate::lease::{Lease, LeaseConfig, LeaseError, Purpose};
 use crate::marker::{self, MarkerError};
 use crate::progress::Progress;
-use crate::release::{ReleaseRecord, ReleaseState};
+use crate::release::{ReleaseId, ReleaseRecord, ReleaseState};
 use crate::retention::{Policy, RetentionError};
 use crate::store::{Body, ListingProblem, ObjectMeta, PutOptions, Store, StoreError};
 
@@ -104,6 +105,25 @@ pub enum GcError {
         #[source]
         source: CatalogError,
     },
+    /// A listed record was gone when read. Under the lease only gc deletes records, so
+    /// something else does (a lifecycle rule, a hand); its release's files would look
+    /// unreferenced. Nothing was deleted.
+    #[error("{store}: release record `{key}` was listed but gone when read; something other than deskew's gc deletes release records (a lifecycle rule on `.deskew/`?), so gc deleted nothing; stop it, then publish that release again or delete its files by hand")]
+    RecordVanished {
+        /// The store.
+        store: String,
+        /// The record.
+        key: Key,
+    },
+    /// A publish heartbeat is unreadable: the release it keeps alive is unknown. Nothing was
+    /// deleted.
+    #[error("{store}: publish heartbeat `{key}` is not a deskew heartbeat, so gc deleted nothing; if no publish is running, delete that file")]
+    BadHeartbeat {
+        /// The store.
+        store: String,
+        /// The heartbeat.
+        key: Key,
+    },
     /// The listing met something gc must not guess about; nothing was deleted.
     #[error("{store} holds {problem}, so gc deleted nothing; move it out of the store{}", if *.more > 0 { format!(" ({} more such entries)", .more) } else { String::new() })]
     Unlistable {
@@ -163,19 +183,43 @@ struct Snapshot {
     records: Vec<ReleaseRecord>,
     heartbeats: Vec<FoundHeartbeat>,
     listing: Vec<ObjectMeta>,
+    serving: HashSet<ReleaseId>,
 }
 
-async fn snapshot(store: &dyn Store, host: &dyn Host) -> Result<Snapshot, GcError> {
-    let records = Catalog::load(store)
-        .await?
-        .into_clean()
-        .map_err(|source| GcError::Catalog { store: store.url().into(), source })?;
+/// Reads what a plan is made from. `locked`: under the lease, where no other gc can delete a
+/// record; a dry run holds no lease and may meet one that does.
+async fn snapshot(store: &dyn Store, host: &dyn Host, locked: bool) -> Result<Snapshot, GcError> {
+    let catalog = Catalog::load(store).await?;
+    if let Some(key) = catalog.vanished.first().filter(|_| locked) {
+        return Err(GcError::RecordVanished { store: store.url().into(), key: key.clone() });
+    }
+    let records = catalog.into_clean().map_err(|source| GcError::Catalog { store: store.url().into(), source })?;
     let heartbeats = heartbeat::read_all(store, host).await?;
+    if let Some(hb) = heartbeats.iter().find(|hb| hb.body.is_none()) {
+        return Err(GcError::BadHeartbeat { store: store.url().into(), key: hb.key.clone() });
+    }
     let listing = store.list(None).await?;
     if let Some(problem) = listing.problems.first() {
         return Err(GcError::Unlistable { store: store.url().into(), problem: problem.clone(), more: listing.problems.len() - 1 });
     }
-    Ok(Snapshot { records, heartbeats, listing: listing.objects })
+    let serving = serving(store, &records, &listing.objects).await?;
+    Ok(Snapshot { records, heartbeats, listing: listing.objects, serving })
+}
+
+/// The releases the store's mutable files serve: reads and hashes the few that may hold another
+/// release's content than the newest's. Under the lease no publish writes them meanwhile.
+async fn serving(store: &dyn Store, records: &[ReleaseRecord], listing: &[ObjectMeta]) -> Result<HashSet<ReleaseId>, GcError> {
+    let mut stored = HashMap::new();
+    for key in crate::serving::to_read(records, listing) {
+        match store.get(&key).await {
+            Ok(bytes) => {
+                stored.insert(key, crate::digest::sha256_hex(&bytes));
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(crate::serving::serving(records, &stored))
 }
 
 /// Runs a GC.
@@ -183,7 +227,7 @@ pub async fn run(store: &dyn Store, host: &dyn Host, opts: &GcOptions, progress:
     let marker = marker::require(store).await?;
     let cfg = LeaseConfig { poll: opts.lease_poll, ..LeaseConfig::new(opts.lease_ttl, marker.max_clock_skew()) };
     if opts.dry_run {
-        let snap = snapshot(store, host).await?;
+        let snap = snapshot(store, host, false).await?;
         let plan = make_plan(&snap, opts, host, cfg)?;
         return Ok(GcReport { plan, dry_run: true, deleted: 0, deleted_bytes: 0, spared: Vec::new() });
     }
@@ -206,9 +250,11 @@ fn make_plan(snap: &Snapshot, opts: &GcOptions, host: &dyn Host, cfg: LeaseConfi
     } else {
         &snap.records
     };
+    let none = HashSet::new();
     let input = PlanInput {
         records,
         heartbeats: if opts.faults.ignore_heartbeats { &[] } else { &snap.heartbeats },
+        serving: if opts.faults.ignore_serving { &none } else { &snap.serving },
         listing: &snap.listing,
         policy: &opts.policy,
         now: host.now(),
@@ -241,7 +287,7 @@ async fn run_locked(
     lease: &mut Lease,
     progress: &dyn Progress,
 ) -> Result<GcReport, GcError> {
-    let snap = lease.keep_alive(store, host, snapshot(store, host)).await?;
+    let snap = lease.keep_alive(store, host, snapshot(store, host, true)).await?;
     let plan = make_plan(&snap, opts, host, cfg)?;
     let report = GcReport { plan, dry_run: false, deleted: 0, deleted_bytes: 0, spared: Vec::new() };
     let mut run = Locked { store, host, lease, progress, cancel: &opts.cancel, report };

@@ -1,7 +1,8 @@
 //! What a GC run may delete, computed from the records, the publish heartbeats and one listing.
 //! Pure: no I/O here.
 //!
-//! - An object referenced by a kept release (complete and kept, or pending and live) stays.
+//! - An object referenced by a kept release (complete and kept, pending and live, or serving)
+//!   stays.
 //! - An object referenced only by dropped releases goes; their records are first rewritten as
 //!   `dropping` ([`GcPlan::tombstones`]) and deleted last ([`GcPlan::records`]), so a gc that
 //!   dies half-way leaves records that say so and that the next gc finishes.
@@ -100,6 +101,8 @@ pub struct PlanInput<'a> {
     pub records: &'a [ReleaseRecord],
     /// Every publish heartbeat.
     pub heartbeats: &'a [FoundHeartbeat],
+    /// The releases the store's mutable files serve ([`crate::serving`]).
+    pub serving: &'a HashSet<ReleaseId>,
     /// Every object in the store.
     pub listing: &'a [ObjectMeta],
     /// The policy.
@@ -112,8 +115,9 @@ pub struct PlanInput<'a> {
 
 /// Plans a GC.
 pub fn plan(input: PlanInput<'_>) -> Result<GcPlan, RetentionError> {
-    let PlanInput { records, heartbeats, listing, policy, now, skew } = input;
-    let liveness = crate::heartbeat::liveness(heartbeats, skew, policy.grace);
+    let PlanInput { records, heartbeats, serving, listing, policy, now, skew } = input;
+    let mut liveness = crate::heartbeat::liveness(heartbeats, skew, policy.grace);
+    liveness.serving = serving.clone();
     let releases = retention::decide(records, &liveness, policy, now)?;
     let kept_ids: HashSet<&ReleaseId> = releases.iter().filter(|d| d.kept).map(|d| &d.release).collect();
 

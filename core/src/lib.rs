@@ -27,6 +27,7 @@ pub mod publish;
 pub mod release;
 pub mod retention;
 pub mod schema;
+pub mod serving;
 pub mod store;
 pub mod time;
 pub mod verify;

@@ -14,6 +14,9 @@
 //! A pending release is kept while its publish is live (a heartbeat that has not lapsed) or for
 //! `grace` after its last sign of life, and dropped after. A `dropping` release (a gc began
 //! deleting it) is always dropped: it is not whole, so it is never kept, counted or pinned.
+//!
+//! A release a mutable file serves ([`crate::serving`]: a publish that died among its mutable
+//! writes, or completions ranked against the order they landed in) is kept, whatever else.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -87,6 +90,9 @@ pub enum Reason {
     Expired,
     /// Pending, and its publish has shown no sign of life for longer than the grace period.
     Abandoned,
+    /// A mutable file of the store holds its content ([`crate::serving`]): the page browsers
+    /// load names its chunks.
+    Serving,
     /// A gc began dropping it (and may have died): not whole, dropped.
     Dropping,
 }
@@ -108,6 +114,7 @@ impl Reason {
             Reason::Publishing => "publishing",
             Reason::Expired => "expired",
             Reason::Abandoned => "abandoned",
+            Reason::Serving => "serving",
             Reason::Dropping => "dropping",
         }
     }
@@ -141,6 +148,8 @@ pub struct Liveness {
     pub live: HashSet<ReleaseId>,
     /// Releases whose publish was live, or lapsed less than the grace period before.
     pub recent: HashSet<ReleaseId>,
+    /// Releases a mutable file of the store serves ([`crate::serving`]).
+    pub serving: HashSet<ReleaseId>,
 }
 
 /// Applies `policy` to `records` at `now`. Decisions come out in the records' order.
@@ -163,6 +172,8 @@ pub fn decide(records: &[ReleaseRecord], liveness: &Liveness, policy: &Policy, n
                     Reason::Pinned
                 } else if liveness.recent.contains(&r.release) || r.created.age_at(now) < policy.grace {
                     Reason::Publishing
+                } else if liveness.serving.contains(&r.release) {
+                    Reason::Serving
                 } else {
                     Reason::Abandoned
                 }
@@ -184,6 +195,8 @@ pub fn decide(records: &[ReleaseRecord], liveness: &Liveness, policy: &Policy, n
                     Reason::RecentlyRetired
                 } else if liveness.live.contains(&r.release) {
                     Reason::Publishing // published again right now (a rollback)
+                } else if liveness.serving.contains(&r.release) {
+                    Reason::Serving
                 } else {
                     Reason::Expired
                 }

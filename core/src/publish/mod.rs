@@ -670,8 +670,8 @@ async fn upload_missing(
     count_uploads(report, &needed);
     ctx.progress.start(report.uploaded, report.uploaded_bytes);
     let (entries, assets): (Vec<_>, Vec<_>) = needed.into_iter().partition(|(_, f)| f.class == FileClass::Entry);
-    upload_all(ctx, &record.release, assets, ctx.progress, None).await?;
-    upload_all(ctx, &record.release, entries, ctx.progress, None).await
+    upload_all(ctx, &record.release, assets, ctx.progress, None, &ctx.opts.cancel).await?;
+    upload_all(ctx, &record.release, entries, ctx.progress, None, &ctx.opts.cancel).await
 }
 
 /// Step 5: under the lease, no gc deletes anything: what the listing shows stays until the
@@ -706,15 +706,17 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
     if !missing.is_empty() {
         tracing::info!(count = missing.len(), "files vanished before the last step; uploading them again");
         report.repaired += missing.len() as u64;
-        lease.keep_alive(ctx.store, ctx.host, upload_all(ctx, &record.release, missing, &NoProgress, None)).await?;
+        lease.keep_alive(ctx.store, ctx.host, upload_all(ctx, &record.release, missing, &NoProgress, None, &ctx.opts.cancel)).await?;
     }
     let changed = lease.keep_alive(ctx.store, ctx.host, changed_mutable(ctx, record)).await?;
+    // The last point a signal stops the publish: from the first mutable write on, stopping
+    // would leave the store serving a mix of two releases, so the few writes left finish.
+    ctx.opts.cancel.check()?;
     for chunk in changed.chunks(ctx.opts.concurrency.max(1)) {
         lease.ensure(ctx.store, ctx.host).await?;
-        upload_all(ctx, &record.release, chunk.to_vec(), &NoProgress, Some(lease.guard(ctx.host))).await?;
+        upload_all(ctx, &record.release, chunk.to_vec(), &NoProgress, Some(lease.guard(ctx.host)), &Cancel::new()).await?;
     }
     count_mutable(report, &changed);
-    ctx.opts.cancel.check()?;
     lease.ensure(ctx.store, ctx.host).await?;
     record.state = ReleaseState::Complete;
     record.completed = Some(ctx.host.now().max(record.created));
@@ -730,9 +732,10 @@ async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &m
     let missing = plan::missing(record, &plan::sizes(&listing.objects));
     let missing: Vec<_> = missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect();
     report.repaired += missing.len() as u64;
-    upload_all(ctx, &record.release, missing, &NoProgress, None).await?;
+    upload_all(ctx, &record.release, missing, &NoProgress, None, &ctx.opts.cancel).await?;
     let changed = changed_mutable(ctx, record).await?;
-    upload_all(ctx, &record.release, changed.clone(), &NoProgress, None).await?;
+    ctx.opts.cancel.check()?; // the last point a signal stops it, as in `complete_locked`
+    upload_all(ctx, &record.release, changed.clone(), &NoProgress, None, &Cancel::new()).await?;
     count_mutable(report, &changed);
     record.state = ReleaseState::Complete;
     record.completed = Some(ctx.host.now().max(record.created));
@@ -777,18 +780,20 @@ fn count_mutable(report: &mut PublishReport, written: &[(Key, ManifestFile)]) {
 
 /// Uploads `files`. An immutable file is written create-only: one already stored is left as
 /// it is if its content is the same, and refused otherwise (it is never overwritten), unless
-/// `--repair` found it damaged. `guard` guards every write (mutable files, in the last step).
+/// `--repair` found it damaged. `guard` guards every write (mutable files, in the last step);
+/// `cancel` stops it before each.
 async fn upload_all(
     ctx: &Ctx<'_>,
     release: &ReleaseId,
     files: Vec<(Key, ManifestFile)>,
     progress: &dyn Progress,
     guard: Option<WriteGuard>,
+    cancel: &Cancel,
 ) -> Result<(), PublishError> {
     let guard = &guard;
     futures::stream::iter(files)
         .map(|(key, f)| async move {
-            ctx.opts.cancel.check()?;
+            cancel.check()?;
             let create = f.class == FileClass::Immutable && ctx.exclusive && !ctx.damaged.contains(&key);
             let put = PutOptions {
                 mode: if create { PutMode::Create } else { PutMode::Overwrite },

@@ -15,6 +15,10 @@
 //!   only a lease holder writes a mutable file. A publish that returned success (even one that
 //!   wrote nothing, its release already complete and newest) leaves each mutable file with its
 //!   content, unless another actor wrote it after the publish started.
+//! - I7: what the store serves is whole: while a mutable file holds the content some release
+//!   recorded for it, at least one such release (whatever its record's state) has every other
+//!   file present. A publish that dies among its mutable writes leaves its release serving; no gc
+//!   may then delete its files.
 //! - I5: every delete and every record state change lands while its actor holds the lease (the
 //!   highest epoch, held, by it).
 
@@ -85,6 +89,8 @@ pub struct Oracle {
     shas: HashMap<Key, String>,
     /// Every complete record, kept up to date from the effects.
     complete: HashMap<ReleaseId, ReleaseRecord>,
+    /// Every record, whatever its state, kept up to date from the effects.
+    records: HashMap<ReleaseId, ReleaseRecord>,
     /// Keys the builds hold as mutable files.
     pub mutable_keys: HashSet<Key>,
     /// When each mutable file was last written or deleted.
@@ -112,6 +118,7 @@ impl Oracle {
             done: HashSet::new(),
             shas: HashMap::new(),
             complete: HashMap::new(),
+            records: HashMap::new(),
             mutable_keys: HashSet::new(),
             mutable_changed: HashMap::new(),
             started: HashMap::new(),
@@ -255,8 +262,10 @@ impl Oracle {
     pub fn check_whole(&mut self, world: &World) {
         let objects = world.truth.snapshot();
         self.shas = objects.iter().map(|(k, o)| (k.clone(), sha256_hex(&o.bytes))).collect();
-        self.complete = objects.iter().filter_map(|(k, o)| Self::record_of(k, &o.bytes)).filter(|r| r.state == ReleaseState::Complete).map(|r| (r.release.clone(), r)).collect();
+        self.records = objects.iter().filter_map(|(k, o)| Self::record_of(k, &o.bytes)).map(|r| (r.release.clone(), r)).collect();
+        self.complete = self.records.values().filter(|r| r.state == ReleaseState::Complete).map(|r| (r.release.clone(), r.clone())).collect();
         self.check_whole_cached(world);
+        self.check_serving_whole(world);
     }
 
     /// Every complete record is whole, from the oracle's running view of the store.
@@ -283,6 +292,26 @@ impl Oracle {
         }
     }
 
+    /// I7: each mutable file that holds some release's content has one such release whole.
+    fn check_serving_whole(&mut self, world: &World) {
+        let whole = |r: &ReleaseRecord| {
+            r.stored_files().filter(|(_, f)| f.class != FileClass::Mutable).all(|(k, f)| self.shas.get(&k) == Some(&f.sha256))
+        };
+        let mut found = None;
+        for k in &self.mutable_keys {
+            let Some(sha) = self.shas.get(k) else { continue };
+            let serving: Vec<&ReleaseRecord> =
+                self.records.values().filter(|r| r.stored_files().any(|(rk, f)| rk == *k && f.sha256 == *sha)).collect();
+            if let Some(r) = serving.first().filter(|_| !serving.iter().any(|r| whole(r))) {
+                found = Some(format!("I7: `{k}` serves `{}`'s content but `{}` is missing files", r.release, r.release));
+                break;
+            }
+        }
+        if let Some(v) = found {
+            self.violation(world, v);
+        }
+    }
+
     /// Keeps the running view of the store up to date with `effects`; `true` if anything but
     /// bookkeeping (lease epochs, heartbeats) changed.
     fn track(&mut self, effects: &[(usize, Effect)]) -> bool {
@@ -300,16 +329,18 @@ impl Oracle {
                     self.shas.insert(key.clone(), sha256_hex(bytes));
                     if let Some(r) = Self::record_of(key, bytes) {
                         if r.state == ReleaseState::Complete {
-                            self.complete.insert(r.release.clone(), r);
+                            self.complete.insert(r.release.clone(), r.clone());
                         } else {
                             self.complete.remove(&r.release);
                         }
+                        self.records.insert(r.release.clone(), r);
                     }
                 }
                 Effect::Delete { key, .. } => {
                     self.shas.remove(key);
                     if let Some(id) = layout::record_id(key).and_then(|id| ReleaseId::new(id).ok()) {
                         self.complete.remove(&id);
+                        self.records.remove(&id);
                     }
                 }
             }
@@ -395,6 +426,7 @@ impl crate::world::Observer for Oracle {
         self.check_lapses(world);
         if self.track(effects) {
             self.check_whole_cached(world);
+            self.check_serving_whole(world);
         }
     }
 

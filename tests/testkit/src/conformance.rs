@@ -23,7 +23,7 @@ use deskew_core::store::{Body, PutMode, PutOptions, Store, StoreError, WriteGuar
 use deskew_core::{Key, layout, verify};
 
 use crate::clock::{ShiftedHost, at, now};
-use crate::wrappers::{Count, FailDeletesAfter, FailPutsAfter, Hooked, Jitter, Race, race};
+use crate::wrappers::{CancelAfterPut, Count, FailDeletesAfter, FailPutOf, FailPutsAfter, Hooked, Jitter, Race, VanishOnRead, race};
 use crate::{fixture_dist, synthetic_build};
 use std::num::NonZeroUsize;
 
@@ -46,6 +46,8 @@ macro_rules! conformance_suite {
     ($make:path, $race_iterations:expr, require = $($service:ident)?) => {
         $crate::conformance_suite!(@cases $make; [$($service)?];
             round_trip, dedupe, retention_by_count, retention_by_age, pins, gc_fails_closed_on_corrupt_record,
+            gc_fails_closed_when_a_record_vanishes, gc_fails_closed_on_a_foreign_heartbeat,
+            a_signal_among_the_mutable_writes_lets_them_finish, gc_keeps_what_a_failed_last_step_left_serving,
             crash_then_rerun, escaping_record_is_rejected, unreferenced_files_wait_for_grace,
             max_delete_refuses, create_only_is_exclusive, mutable_conflict, republish_uploads_nothing_and_becomes_newest,
             gc_between_dedupe_and_complete, gc_deletes_while_publish_registers, resumed_publish_survives_gc,
@@ -299,6 +301,105 @@ pub async fn gc_fails_closed_on_corrupt_record(store: &dyn Store) {
     assert!(matches!(err, GcError::Catalog { .. }), "{msg}");
     assert!(msg.contains(".deskew/releases/c0.json"), "{msg}");
     assert_eq!(keys(store).await, before, "nothing may be deleted");
+}
+
+/// A record listed but gone when read (a lifecycle rule on `.deskew/`): under the lease only
+/// gc deletes records, so gc stops before its release's files look unreferenced.
+pub async fn gc_fails_closed_when_a_record_vanishes(store: &dyn Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, name) in ["v1", "v2"].iter().enumerate() {
+        let dir = tmp.path().join(name);
+        synthetic_build(&dir, name, &[name], "a");
+        publish_ok(store, &dir, name, at(-100 + i as i64)).await;
+    }
+    let vanishing = Hooked::new(store, VanishOnRead(Key::new(".deskew/releases/v2.json").unwrap()));
+    let before = keys(store).await;
+    let no_grace = Policy { grace: Duration::ZERO, ..policy(1, None, &[]) };
+    let err = try_gc(&vanishing, no_grace.clone(), now(), None).await.unwrap_err();
+    let msg = deskew_core::error_chain(&err);
+    assert!(matches!(err, GcError::RecordVanished { .. }), "{msg}");
+    assert!(msg.contains(".deskew/releases/v2.json"), "{msg}");
+    assert_eq!(keys(store).await, before, "nothing may be deleted");
+    let dry = GcOptions { dry_run: true, ..gc_opts(no_grace, None) };
+    gc::run(&vanishing, &now(), &dry, &NoProgress).await.expect("a dry run holds no lease: a record may go under it");
+}
+
+/// A heartbeat gc cannot read names no release it could keep alive: gc deletes nothing.
+pub async fn gc_fails_closed_on_a_foreign_heartbeat(store: &dyn Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("h1");
+    synthetic_build(&dir, "h1", &["h1"], "a");
+    publish_ok(store, &dir, "h1", at(-100)).await;
+    let crashed = tmp.path().join("h0");
+    synthetic_build(&crashed, "h0", &["h0"], "b");
+    try_publish(&Hooked::new(store, FailPutsAfter::new(5)), &crashed, "h0", now()).await.unwrap_err();
+    let hb = Key::new(".deskew/publishing/h0/x.json").unwrap();
+    store.put(&hb, Body::Bytes(Bytes::from_static(b"{\"release\": \"h0\", \"expi")), &PutOptions::default()).await.unwrap();
+    let before = keys(store).await;
+    let err = try_gc(store, Policy { grace: Duration::ZERO, ..policy(1, None, &[]) }, now(), None).await.unwrap_err();
+    let msg = deskew_core::error_chain(&err);
+    assert!(matches!(err, GcError::BadHeartbeat { .. }), "{msg}");
+    assert!(msg.contains(".deskew/publishing/h0/x.json"), "{msg}");
+    assert_eq!(keys(store).await, before, "nothing may be deleted");
+}
+
+/// A build with two mutable files, `config.json` and `robots.txt`, both naming `version`.
+fn two_mutable_build(dir: &Path, version: &str) {
+    synthetic_build(dir, version, &[version], &format!("robots of {version}"));
+    std::fs::write(dir.join("config.json"), format!("{{\"version\": {version:?}}}")).unwrap();
+}
+
+async fn holds(store: &dyn Store, dir: &Path, path: &str) -> bool {
+    store.get(&Key::new(path).unwrap()).await.ok().as_deref() == Some(std::fs::read(dir.join(path)).unwrap().as_slice())
+}
+
+/// SIGTERM once the first mutable file is written: the other one is written too and the release
+/// completes; stopping there would serve a mix of two releases.
+pub async fn a_signal_among_the_mutable_writes_lets_them_finish(store: &dyn Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d1, d2) = (tmp.path().join("m1"), tmp.path().join("m2"));
+    two_mutable_build(&d1, "m1");
+    two_mutable_build(&d2, "m2");
+    publish_ok(store, &d1, "m1", at(-100)).await;
+    let cancel = deskew_core::cancel::Cancel::new();
+    let signalled = Hooked::new(store, CancelAfterPut { key: Key::new("config.json").unwrap(), cancel: cancel.clone() });
+    let one_at_a_time = PublishOptions { concurrency: 1, cancel: cancel.clone(), ..opts() };
+    let r = try_publish_with(&signalled, &d2, "m2", now(), &one_at_a_time).await;
+    assert!(cancel.is_cancelled(), "the signal came");
+    let r = r.unwrap_or_else(|e| panic!("{}", deskew_core::error_chain(&e)));
+    assert_eq!(r.outcome, Outcome::Published);
+    assert!(holds(store, &d2, "config.json").await && holds(store, &d2, "robots.txt").await, "both mutable files serve m2");
+    assert_eq!(record(store, "m2").await.unwrap().state, ReleaseState::Complete);
+}
+
+/// The last step fails between two mutable writes: `config.json` serves the new release, whose
+/// record stays pending. A gc that would drop it as abandoned keeps it as serving, so no page
+/// names a chunk that is gone; the rerun completes it.
+pub async fn gc_keeps_what_a_failed_last_step_left_serving(store: &dyn Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d1, d2) = (tmp.path().join("s1"), tmp.path().join("s2"));
+    two_mutable_build(&d1, "s1");
+    two_mutable_build(&d2, "s2");
+    publish_ok(store, &d1, "s1", at(-7200)).await;
+    let failing = Hooked::new(store, FailPutOf(Key::new("robots.txt").unwrap()));
+    let one_at_a_time = PublishOptions { concurrency: 1, ..opts() };
+    let err = try_publish_with(&failing, &d2, "s2", at(-3600), &one_at_a_time).await.unwrap_err();
+    assert!(deskew_core::error_chain(&err).contains("injected failure"), "{}", deskew_core::error_chain(&err));
+    assert!(holds(store, &d2, "config.json").await && holds(store, &d1, "robots.txt").await, "a mix: config.json of s2, robots.txt of s1");
+    let r = gc_ok(store, Policy { grace: Duration::ZERO, ..policy(1, None, &[]) }, now()).await;
+    let s2 = r.plan.releases.iter().find(|d| d.release.as_str() == "s2").unwrap();
+    assert_eq!((s2.kept, s2.reason), (true, Reason::Serving), "{:?}", r.plan.releases);
+    let s1 = r.plan.releases.iter().find(|d| d.release.as_str() == "s1").unwrap();
+    assert_eq!((s1.kept, s1.reason), (true, Reason::Current), "robots.txt still serves the current release");
+    for k in release_keys(&manifest_of(&d2, "s2")) {
+        if k != "robots.txt" {
+            assert!(store.get(&Key::new(&k).unwrap()).await.is_ok(), "`{k}` of the serving release was deleted");
+        }
+    }
+    let again = publish_ok(store, &d2, "s2", now()).await;
+    assert_eq!(again.outcome, Outcome::Published);
+    assert!(holds(store, &d2, "robots.txt").await);
+    assert_complete_releases_whole(store).await;
 }
 
 /// A publish that dies half-way leaves a pending record and no complete release; a rerun

@@ -22,6 +22,10 @@ pub trait Hooks: Send + Sync + std::fmt::Debug {
     async fn before_put(&self, _store: &str, _key: &Key) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Before a get: an error here is returned instead of reading.
+    async fn before_get(&self, _store: &str, _key: &Key) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// After a put that succeeded.
     async fn after_put(&self, _key: &Key) {}
     /// After a listing of `prefix` (`None`: the whole store).
@@ -64,6 +68,7 @@ impl<H: Hooks> Store for Hooked<'_, H> {
     }
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
         self.hooks.before(Op::Get).await;
+        self.hooks.before_get(self.inner.url(), key).await?;
         self.inner.get(key).await
     }
     fn max_delete_batch(&self) -> usize {
@@ -111,6 +116,53 @@ impl Hooks for Count {
     async fn before_delete(&self, _: &str, keys: &[Key]) -> Result<(), StoreError> {
         self.deletes.fetch_add(keys.len(), Ordering::SeqCst);
         Ok(())
+    }
+}
+
+/// Answers "not found" to every read of one key, as if something outside deskew deleted it
+/// between a listing and the read.
+#[derive(Debug)]
+pub struct VanishOnRead(pub Key);
+
+#[async_trait]
+impl Hooks for VanishOnRead {
+    async fn before_get(&self, store: &str, key: &Key) -> Result<(), StoreError> {
+        match key == &self.0 {
+            true => Err(StoreError::NotFound { store: store.into(), key: key.to_string() }),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Fails every put of one key, as a request refused half-way through a publish's last step.
+#[derive(Debug)]
+pub struct FailPutOf(pub Key);
+
+#[async_trait]
+impl Hooks for FailPutOf {
+    async fn before_put(&self, store: &str, key: &Key) -> Result<(), StoreError> {
+        match key == &self.0 {
+            true => Err(StoreError::backend(Op::Put, store, key.as_str(), "injected failure")),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Asks `cancel` to stop (as SIGTERM does) once a put of `key` has landed.
+#[derive(Debug)]
+pub struct CancelAfterPut {
+    /// The key.
+    pub key: Key,
+    /// What is cancelled.
+    pub cancel: deskew_core::cancel::Cancel,
+}
+
+#[async_trait]
+impl Hooks for CancelAfterPut {
+    async fn after_put(&self, key: &Key) {
+        if key == &self.key {
+            self.cancel.cancel();
+        }
     }
 }
 
