@@ -202,13 +202,14 @@ async fn snapshot(store: &dyn Store, host: &dyn Host, locked: bool) -> Result<Sn
     if let Some(problem) = listing.problems.first() {
         return Err(GcError::Unlistable { store: store.url().into(), problem: problem.clone(), more: listing.problems.len() - 1 });
     }
-    let serving = serving(store, &records, &listing.objects).await?;
+    let serving = serving(store, &records, Some(&listing.objects)).await?;
     Ok(Snapshot { records, heartbeats, listing: listing.objects, serving })
 }
 
 /// The releases the store's mutable files serve: reads and hashes the few that may hold another
-/// release's content than the newest's. Under the lease no publish writes them meanwhile.
-async fn serving(store: &dyn Store, records: &[ReleaseRecord], listing: &[ObjectMeta]) -> Result<HashSet<ReleaseId>, GcError> {
+/// release's content than the newest's (with a listing, only where the size matches). Under the
+/// lease no publish writes them meanwhile.
+pub async fn serving(store: &dyn Store, records: &[ReleaseRecord], listing: Option<&[ObjectMeta]>) -> Result<HashSet<ReleaseId>, StoreError> {
     let mut stored = HashMap::new();
     for key in crate::serving::to_read(records, listing) {
         match store.get(&key).await {
@@ -216,7 +217,7 @@ async fn serving(store: &dyn Store, records: &[ReleaseRecord], listing: &[Object
                 stored.insert(key, crate::digest::sha256_hex(&bytes));
             }
             Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     Ok(crate::serving::serving(records, &stored))

@@ -48,11 +48,15 @@ fn candidates(records: &[ReleaseRecord]) -> impl Iterator<Item = (&ReleaseRecord
         .map(|(r, k, f)| (r, k, f.sha256.as_str(), f.size))
 }
 
-/// Mutable files to read and hash: those whose listed size matches a candidate's. Few: a
-/// build's mutable files, and only where an older release's content could be there.
-pub fn to_read(records: &[ReleaseRecord], listing: &[ObjectMeta]) -> Vec<Key> {
-    let sizes: HashMap<&Key, u64> = listing.iter().map(|o| (&o.key, o.size)).collect();
-    let mut keys: Vec<Key> = candidates(records).filter(|(_, k, _, size)| sizes.get(k) == Some(size)).map(|(_, k, _, _)| k).collect();
+/// Mutable files to read and hash: with a listing, those whose listed size matches a
+/// candidate's; without, every candidate. Few: a build's mutable files, and only where another
+/// release's content than the newest's could be there.
+pub fn to_read(records: &[ReleaseRecord], listing: Option<&[ObjectMeta]>) -> Vec<Key> {
+    let sizes: Option<HashMap<&Key, u64>> = listing.map(|l| l.iter().map(|o| (&o.key, o.size)).collect());
+    let mut keys: Vec<Key> = candidates(records)
+        .filter(|(_, k, _, size)| sizes.as_ref().is_none_or(|s| s.get(k) == Some(size)))
+        .map(|(_, k, _, _)| k)
+        .collect();
     keys.sort();
     keys.dedup();
     keys
@@ -124,7 +128,7 @@ mod tests {
     #[test]
     fn a_publish_that_died_among_its_mutable_writes_is_serving() {
         let records = [record("a", ReleaseState::Complete, 10, vec![index("aaaa")]), record("b", ReleaseState::Pending, 20, vec![index("bbbb")])];
-        assert_eq!(to_read(&records, &listed(&[&index("bbbb")])), [Key::new("index.html").unwrap()]);
+        assert_eq!(to_read(&records, Some(&listed(&[&index("bbbb")]))), [Key::new("index.html").unwrap()]);
         assert_eq!(serving(&records, &stored(&index("bbbb"))), HashSet::from([ReleaseId::new("b").unwrap()]));
         assert!(serving(&records, &stored(&index("aaaa"))).is_empty(), "the newest serves: no one else");
     }
@@ -145,7 +149,7 @@ mod tests {
             record("c", ReleaseState::Dropping, 10, vec![index("cccc")]),
         ];
         let listing = listed(&[&index("cccc"), &robots, &old_page]);
-        assert_eq!(to_read(&records, &listing), [Key::new("index.html").unwrap()], "only where another's content could be");
+        assert_eq!(to_read(&records, Some(&listing)), [Key::new("index.html").unwrap()], "only where another's content could be");
         assert!(serving(&records, &stored(&robots)).is_empty(), "the same content as the newest's");
         assert!(serving(&records, &stored(&old_page)).is_empty(), "a path the newest lacks");
         assert!(serving(&records, &stored(&index("cccc"))).is_empty(), "a dropping release is not whole");
@@ -169,6 +173,6 @@ mod tests {
     fn without_a_complete_release_any_mutable_file_serves() {
         let records = [record("a", ReleaseState::Pending, 10, vec![index("aaaa")])];
         assert_eq!(serving(&records, &stored(&index("aaaa"))), HashSet::from([ReleaseId::new("a").unwrap()]));
-        assert!(to_read(&records, &[]).is_empty(), "nothing written yet");
+        assert!(to_read(&records, Some(&[])).is_empty(), "nothing written yet");
     }
 }

@@ -101,7 +101,10 @@ impl Host for FixedHost {
 pub async fn decide(store: &dyn Store, host: &dyn Host, records: &[ReleaseRecord], policy: &Policy) -> Result<Vec<Decision>> {
     let skew = marker::read(store).await?.map_or(marker::DEFAULT_MAX_CLOCK_SKEW, |m| m.max_clock_skew());
     let heartbeats = heartbeat::read_all(store, host).await.with_context(|| format!("failed to read the publish heartbeats of {}", store.url()))?;
-    let liveness = heartbeat::liveness(&heartbeats, skew, policy.grace);
+    let mut liveness = heartbeat::liveness(&heartbeats, skew, policy.grace);
+    liveness.serving = deskew_core::gc::serving(store, records, None)
+        .await
+        .with_context(|| format!("failed to read the mutable files of {}", store.url()))?;
     Ok(retention::decide(records, &liveness, policy, host.now())?)
 }
 

@@ -1,7 +1,7 @@
 //! What an adversarial reviewer did to the release binary, each a test: an immutable name given
 //! new content, two publishes racing for the mutable files, a killed publish, a store inside the
 //! build's folders, a lease holder hidden by `hidepid=2`, absurd clock-skew bounds, a quiet
-//! verify that fails.
+//! verify that fails, a release left serving by a publish that died in its last step.
 
 use std::time::{Duration, Instant};
 
@@ -234,4 +234,40 @@ fn a_file_deleted_outside_deskew_is_put_back_by_the_next_publish() {
     run_ok(&["publish", &fixture("v2"), "--store", &t.store(), "--release", "v2"]);
     assert!(shared.exists(), "v2 shares the file: it must be stored before v2 is complete");
     run_ok(&["verify", "--store", &t.store()]);
+}
+
+/// A publish that died among its mutable writes (here: its record put back to `pending` after
+/// it wrote them, the state such a death leaves) still serves: `releases` says so, and a gc that
+/// would drop it as abandoned keeps every file of it; the rerun completes it.
+#[test]
+fn a_release_left_serving_by_a_dead_last_step_is_kept() {
+    let t = Scratch::new();
+    run_ok(&["publish", &variant(&t, "one", "v1", "robots one"), "--store", &t.store(), "--release", "r1"]);
+    let two = variant(&t, "two", "v2", "robots two");
+    run_ok(&["publish", &two, "--store", &t.store(), "--release", "r2"]);
+    let record_path = t.path("store/.deskew/releases/r2.json");
+    let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record_path).unwrap()).unwrap();
+    record["state"] = "pending".into();
+    record.as_object_mut().unwrap().remove("completed");
+    std::fs::write(&record_path, serde_json::to_string_pretty(&record).unwrap()).unwrap();
+
+    let why = |rows: &serde_json::Value, id: &str| {
+        let row = rows["releases"].as_array().unwrap().iter().find(|r| r["release"] == id).unwrap().clone();
+        (row["kept"].clone(), row["reason"].clone())
+    };
+    let listed = run_ok(&["releases", "--store", &t.store(), "--keep", "1", "--grace", "0s", "--json"]).json();
+    assert_eq!(why(&listed, "r2"), (true.into(), "serving".into()), "{listed}");
+    let before = t.store_files();
+    let gc = run_ok(&["gc", "--store", &t.store(), "--keep", "1", "--grace", "0s", "--json"]).json();
+    let decisions = serde_json::json!({ "releases": gc["plan"]["releases"] });
+    assert_eq!(why(&decisions, "r2"), (true.into(), "serving".into()), "{gc}");
+    let r2_files: Vec<String> = record["manifest"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect();
+    let after = t.store_files();
+    for f in r2_files.iter().filter(|f| !f.ends_with(".html")) {
+        assert!(after.contains(f), "gc deleted `{f}` of the serving release (before: {before:?})");
+    }
+    run_ok(&["publish", &two, "--store", &t.store(), "--release", "r2"]);
+    run_ok(&["gc", "--store", &t.store(), "--keep", "1", "--grace", "0s"]);
+    run_ok(&["verify", "--store", &t.store()]);
+    assert_eq!(stored(&t, "robots.txt"), "robots two");
 }
