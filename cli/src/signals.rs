@@ -1,10 +1,12 @@
 //! SIGINT, SIGTERM and SIGHUP stop every command the same way: the first asks the running engine
 //! to stop at its next step boundary (a probe writes its reports and stops the deploy command's
 //! process group; publish and gc stop between writes and release what they hold), and the command
-//! exits with 128 + the signal. A second signal exits at once.
+//! exits with 128 + the signal. A second signal exits at once, unless the engine is in a stretch
+//! that must not be cut off (publish writing its mutable files and record: a second signal then
+//! waits for those few writes; a third exits at once).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use deskew_core::cancel::Cancel;
 
@@ -14,6 +16,7 @@ pub struct Signals {
     /// Cancelled at the first signal.
     pub cancel: Cancel,
     which: Arc<AtomicI32>,
+    count: Arc<AtomicUsize>,
 }
 
 impl Signals {
@@ -26,12 +29,18 @@ impl Signals {
             let me = s.clone();
             tokio::spawn(async move {
                 while stream.recv().await.is_some() {
-                    if me.which.compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-                        // A second signal: the user insists.
-                        std::process::exit(128 + number);
+                    let _ = me.which.compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst);
+                    match me.count.fetch_add(1, Ordering::SeqCst) {
+                        0 => {
+                            tracing::info!("signal {number}: stopping at the next step");
+                            me.cancel.cancel();
+                        }
+                        1 if me.cancel.in_critical() => {
+                            tracing::warn!("finishing the last writes (the files the store serves and the record); signal again to exit at once and leave them mixed");
+                        }
+                        // The user insists.
+                        _ => std::process::exit(128 + number),
                     }
-                    tracing::info!("signal {number}: stopping at the next step");
-                    me.cancel.cancel();
                 }
             });
         }

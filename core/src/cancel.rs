@@ -5,7 +5,7 @@
 //! lease is left to lapse.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A shared "stop now" flag.
 #[derive(Clone, Debug, Default)]
@@ -15,6 +15,18 @@ pub struct Cancel(Arc<Inner>);
 struct Inner {
     set: AtomicBool,
     notify: tokio::sync::Notify,
+    critical: AtomicUsize,
+}
+
+/// While alive, the engine is in a stretch that stopping half-way would leave worse than
+/// finishing it ([`Cancel::critical`]).
+#[derive(Debug)]
+pub struct Critical(Cancel);
+
+impl Drop for Critical {
+    fn drop(&mut self) {
+        self.0.0.critical.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The engine stopped because it was asked to.
@@ -48,6 +60,18 @@ impl Cancel {
             }
             notified.await;
         }
+    }
+
+    /// Marks a stretch of writes that must not be cut off (publish's mutable files and the
+    /// record after them): a signal handler that would exit at once waits while one is alive.
+    pub fn critical(&self) -> Critical {
+        self.0.critical.fetch_add(1, Ordering::SeqCst);
+        Critical(self.clone())
+    }
+
+    /// Whether a [`Critical`] stretch is running.
+    pub fn in_critical(&self) -> bool {
+        self.0.critical.load(Ordering::SeqCst) > 0
     }
 
     /// `Err(Cancelled)` once stopping was asked for: call before each write.

@@ -14,8 +14,10 @@
 //!
 //! Such a release is *serving*: a gc keeps it whatever the policy says, or the page a browser
 //! loads right now would name chunks that are gone. A release serves through a mutable path
-//! the newest complete release also has, with content that differs from the newest's; a path the
-//! newest lacks is a leftover of an older build, deleted with the release it belongs to.
+//! the newest complete release also has, with content that differs from the newest's. Through a
+//! path the newest lacks, only a pending release serves (a publish that added a file, `sw.js`
+//! say, and died after writing it); a complete one there is an older build's leftover, deleted
+//! with the release it belongs to.
 
 use std::collections::{HashMap, HashSet};
 
@@ -31,8 +33,8 @@ fn newest(records: &[ReleaseRecord]) -> Option<&ReleaseRecord> {
 }
 
 /// `(key, sha256, size)` of each mutable file another release than the newest may serve
-/// through: its record's content differs from the newest's at a path the newest has (any path,
-/// with no complete release).
+/// through: its record's content differs from the newest's at a path the newest has, or the
+/// release is pending (any path, with no complete release).
 fn candidates(records: &[ReleaseRecord]) -> impl Iterator<Item = (&ReleaseRecord, Key, &str, u64)> {
     let newest = newest(records);
     let newest_sha = move |k: &Key| newest.map(|n| n.stored_files().find(|(nk, _)| nk == k).map(|(_, f)| f.sha256.as_str()));
@@ -40,9 +42,9 @@ fn candidates(records: &[ReleaseRecord]) -> impl Iterator<Item = (&ReleaseRecord
         .iter()
         .filter(move |r| r.state != ReleaseState::Dropping && Some(&r.release) != newest.map(|n| &n.release))
         .flat_map(|r| r.stored_files().filter(|(_, f)| f.class == FileClass::Mutable).map(move |(k, f)| (r, k, f)))
-        .filter(move |(_, k, f)| match newest_sha(k) {
-            None => true,                            // no complete release
-            Some(None) => false,                     // a leftover path
+        .filter(move |(r, k, f)| match newest_sha(k) {
+            None => true,                                    // no complete release
+            Some(None) => r.state == ReleaseState::Pending,  // a path the newest does not ship
             Some(Some(sha)) => sha != f.sha256,
         })
         .map(|(r, k, f)| (r, k, f.sha256.as_str(), f.size))
@@ -151,7 +153,7 @@ mod tests {
         let listing = listed(&[&index("cccc"), &robots, &old_page]);
         assert_eq!(to_read(&records, Some(&listing)), [Key::new("index.html").unwrap()], "only where another's content could be");
         assert!(serving(&records, &stored(&robots)).is_empty(), "the same content as the newest's");
-        assert!(serving(&records, &stored(&old_page)).is_empty(), "a path the newest lacks");
+        assert!(serving(&records, &stored(&old_page)).is_empty(), "a complete release's leftover");
         assert!(serving(&records, &stored(&index("cccc"))).is_empty(), "a dropping release is not whole");
     }
 
@@ -167,6 +169,14 @@ mod tests {
         ];
         assert_eq!(serving(&records, &stored(&index("bbbb"))), HashSet::from([ReleaseId::new("b").unwrap()]));
         assert_eq!(serving(&records, &stored(&index("eeee"))), HashSet::from([ReleaseId::new("e").unwrap(), ReleaseId::new("f").unwrap()]));
+    }
+
+    #[test]
+    fn a_pending_release_serves_a_file_it_added() {
+        let sw = file("sw.js", FileClass::Mutable, "self.addEventListener('fetch', ...)");
+        let records = [record("a", ReleaseState::Complete, 30, vec![index("aaaa")]), record("b", ReleaseState::Pending, 40, vec![index("aaaa"), sw.clone()])];
+        assert_eq!(to_read(&records, Some(&listed(&[&index("aaaa"), &sw]))), [Key::new("sw.js").unwrap()]);
+        assert_eq!(serving(&records, &stored(&sw)), HashSet::from([ReleaseId::new("b").unwrap()]));
     }
 
     #[test]

@@ -24,6 +24,13 @@ pub enum Problem {
         /// sha256 of what is stored.
         actual: String,
     },
+    /// A mutable file holding the content of a release whose publish did not finish (it failed
+    /// or was killed among its last writes): the store serves a mix of two releases. Publishing
+    /// that release again completes it.
+    Unfinished {
+        /// The pending release whose content it holds.
+        serving: ReleaseId,
+    },
     /// In the store but not readable as a file (a symbolic link, a device), or the read failed.
     Unreadable {
         /// Why.
@@ -114,6 +121,13 @@ pub async fn verify(
                 Some(Ok(sha)) => Problem::Corrupt { actual: sha.clone() },
                 Some(Err(why)) => Problem::Unreadable { why: why.clone() },
             };
+            let problem = match problem {
+                Problem::Corrupt { actual } if f.class == FileClass::Mutable => match unfinished_with(all, &f.path, &actual) {
+                    Some(serving) => Problem::Unfinished { serving },
+                    None => Problem::Corrupt { actual },
+                },
+                other => other,
+            };
             let finding = Finding { release: r.release.clone(), path: f.path.clone(), key: key.clone(), problem };
             let replaced_by_newer = f.class == FileClass::Mutable
                 && matches!(&finding.problem, Problem::Corrupt { actual } if all.iter()
@@ -129,4 +143,12 @@ pub async fn verify(
     }
     report.findings.sort_by(|a, b| (&a.release, &a.path).cmp(&(&b.release, &b.path)));
     Ok(report)
+}
+
+/// The pending release that recorded content `sha256` for mutable file `path`, if any.
+fn unfinished_with(all: &[ReleaseRecord], path: &Key, sha256: &str) -> Option<ReleaseId> {
+    all.iter()
+        .filter(|o| o.state == ReleaseState::Pending)
+        .find(|o| o.manifest.file(path).is_some_and(|n| n.class == FileClass::Mutable && n.sha256 == sha256))
+        .map(|o| o.release.clone())
 }

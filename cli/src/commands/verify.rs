@@ -61,6 +61,9 @@ pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
             Problem::Missing => "missing".to_string(),
             Problem::Corrupt { actual } => format!("corrupt (stored sha256 {actual})"),
             Problem::Unreadable { why } => format!("unreadable ({why})"),
+            Problem::Unfinished { serving } => {
+                format!("serves unfinished release `{serving}` (its publish failed among its last writes; publish it again to complete it)")
+            }
         };
         printer.failure(format_args!("{what}: {} (release {}, stored at {})", f.path, f.release, f.key));
     }

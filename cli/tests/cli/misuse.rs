@@ -255,6 +255,9 @@ fn a_release_left_serving_by_a_dead_last_step_is_kept() {
         let row = rows["releases"].as_array().unwrap().iter().find(|r| r["release"] == id).unwrap().clone();
         (row["kept"].clone(), row["reason"].clone())
     };
+    let v = run(&["verify", "--store", &t.store()]);
+    assert_eq!(v.code, 1, "the store serves a mix: {}", v.stderr);
+    assert!(v.stderr.contains("robots.txt") && v.stderr.contains("serves unfinished release `r2`"), "named, not called corrupt: {}", v.stderr);
     let listed = run_ok(&["releases", "--store", &t.store(), "--keep", "1", "--grace", "0s", "--json"]).json();
     assert_eq!(why(&listed, "r2"), (true.into(), "serving".into()), "{listed}");
     let before = t.store_files();

@@ -252,3 +252,39 @@ fn urls_and_flags_are_checked_when_parsed() {
         assert!(start.elapsed() < Duration::from_secs(2), "{args:?}: refused before connecting to anything");
     }
 }
+
+/// Two SIGTERMs once publish writes the files the store serves: the second does not cut those
+/// writes off (the store would serve a mix of two releases); they and the record finish.
+#[test]
+fn a_second_sigterm_among_the_mutable_writes_lets_them_finish() {
+    let t = Scratch::new();
+    let build = |name: &str, n: usize| {
+        let dir = t.path(name);
+        std::fs::create_dir_all(dir.join("m")).unwrap();
+        std::fs::write(dir.join("index.html"), format!("<!doctype html><title>{name}</title>")).unwrap();
+        for i in 0..n {
+            std::fs::write(dir.join(format!("m/file-{i:04}.txt")), format!("{name} {i}")).unwrap();
+        }
+        s(&dir)
+    };
+    let n = 2000;
+    run_ok(&["publish", &build("one", n), "--store", &t.store(), "--release", "one", "-q"]);
+    let child = spawn(&["publish", &build("two", n), "--store", &t.store(), "--release", "two", "--concurrency", "1"]);
+    let first = t.path("store/m/file-0000.txt");
+    let start = Instant::now();
+    while std::fs::read_to_string(&first).unwrap_or_default() != "two 0" {
+        assert!(start.elapsed() < Duration::from_secs(60), "the mutable writes never began");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(child.id(), "TERM");
+    std::thread::sleep(Duration::from_millis(20));
+    signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("finishing the last writes"), "the second signal came among the writes: {stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(t.record("two")["state"], "complete");
+    for i in 0..n {
+        assert_eq!(std::fs::read_to_string(t.path(&format!("store/m/file-{i:04}.txt"))).unwrap(), format!("two {i}"));
+    }
+}

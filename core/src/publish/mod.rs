@@ -712,6 +712,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
     // The last point a signal stops the publish: from the first mutable write on, stopping
     // would leave the store serving a mix of two releases, so the few writes left finish.
     ctx.opts.cancel.check()?;
+    let _critical = ctx.opts.cancel.critical();
     for chunk in changed.chunks(ctx.opts.concurrency.max(1)) {
         lease.ensure(ctx.store, ctx.host).await?;
         upload_all(ctx, &record.release, chunk.to_vec(), &NoProgress, Some(lease.guard(ctx.host)), &Cancel::new()).await?;
@@ -735,6 +736,7 @@ async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &m
     upload_all(ctx, &record.release, missing, &NoProgress, None, &ctx.opts.cancel).await?;
     let changed = changed_mutable(ctx, record).await?;
     ctx.opts.cancel.check()?; // the last point a signal stops it, as in `complete_locked`
+    let _critical = ctx.opts.cancel.critical();
     upload_all(ctx, &record.release, changed.clone(), &NoProgress, None, &Cancel::new()).await?;
     count_mutable(report, &changed);
     record.state = ReleaseState::Complete;

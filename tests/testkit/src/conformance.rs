@@ -48,6 +48,7 @@ macro_rules! conformance_suite {
             round_trip, dedupe, retention_by_count, retention_by_age, pins, gc_fails_closed_on_corrupt_record,
             gc_fails_closed_when_a_record_vanishes, gc_fails_closed_on_a_foreign_heartbeat,
             a_signal_among_the_mutable_writes_lets_them_finish, gc_keeps_what_a_failed_last_step_left_serving,
+            gc_keeps_a_failed_release_serving_a_file_it_added,
             crash_then_rerun, escaping_record_is_rejected, unreferenced_files_wait_for_grace,
             max_delete_refuses, create_only_is_exclusive, mutable_conflict, republish_uploads_nothing_and_becomes_newest,
             gc_between_dedupe_and_complete, gc_deletes_while_publish_registers, resumed_publish_survives_gc,
@@ -400,6 +401,28 @@ pub async fn gc_keeps_what_a_failed_last_step_left_serving(store: &dyn Store) {
     assert_eq!(again.outcome, Outcome::Published);
     assert!(holds(store, &d2, "robots.txt").await);
     assert_complete_releases_whole(store).await;
+}
+
+/// The last step writes a mutable file the current release does not have (`app.webmanifest`),
+/// then fails: that file alone serves the new release, and gc keeps it and its chunks.
+pub async fn gc_keeps_a_failed_release_serving_a_file_it_added(store: &dyn Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d1, d2) = (tmp.path().join("w1"), tmp.path().join("w2"));
+    synthetic_build(&d1, "w1", &["w1"], "robots one");
+    synthetic_build(&d2, "w2", &["w2"], "robots two");
+    std::fs::write(d2.join("app.webmanifest"), "{\"name\": \"w2\"}").unwrap();
+    publish_ok(store, &d1, "w1", at(-7200)).await;
+    let failing = Hooked::new(store, FailPutOf(Key::new("robots.txt").unwrap()));
+    let one_at_a_time = PublishOptions { concurrency: 1, ..opts() };
+    try_publish_with(&failing, &d2, "w2", at(-3600), &one_at_a_time).await.unwrap_err();
+    assert!(holds(store, &d2, "app.webmanifest").await && holds(store, &d1, "robots.txt").await);
+    let r = gc_ok(store, Policy { grace: Duration::ZERO, ..policy(1, None, &[]) }, now()).await;
+    let w2 = r.plan.releases.iter().find(|d| d.release.as_str() == "w2").unwrap();
+    assert_eq!((w2.kept, w2.reason), (true, Reason::Serving), "{:?}", r.plan.releases);
+    assert!(holds(store, &d2, "app.webmanifest").await, "the file it serves stays");
+    for k in release_keys(&manifest_of(&d2, "w2")).into_iter().filter(|k| k != "robots.txt") {
+        assert!(store.get(&Key::new(&k).unwrap()).await.is_ok(), "`{k}` of the serving release was deleted");
+    }
 }
 
 /// A publish that dies half-way leaves a pending record and no complete release; a rerun
