@@ -542,18 +542,18 @@ async fn run_steps(
 ) -> Result<PublishReport, PublishError> {
     let mut registered = None;
     for _ in 0..3 {
-        register(ctx, &mut record).await?;
-        if let Some(current) = wait_for_gc(ctx, &record).await? {
-            registered = Some(current);
+        let size = register(ctx, &mut record).await?;
+        if let Some(current) = wait_for_gc(ctx, &record, size).await? {
+            registered = Some((current, size));
             break;
         }
     }
-    let Some(catalog_current) = registered else {
+    let Some((catalog_current, size)) = registered else {
         return Err(PublishError::Contended { release: record.release, store: ctx.store.url().into() });
     };
     let list = ctx.leftovers || !catalog_current;
     upload_missing(ctx, &record, vouched, list, &mut report).await?;
-    complete(ctx, record, &mut report).await?;
+    complete(ctx, record, size, &mut report).await?;
     Ok(report)
 }
 
@@ -561,11 +561,15 @@ fn record_put() -> PutOptions {
     PutOptions { content_type: Some("application/json".into()), ..PutOptions::default() }
 }
 
-fn encode(record: &ReleaseRecord) -> Body {
-    Body::Bytes(Bytes::from(record.to_json()))
+/// The record's bytes and their length.
+fn encode(record: &ReleaseRecord) -> (Body, u64) {
+    let json = record.to_json();
+    let size = json.len() as u64;
+    (Body::Bytes(Bytes::from(json)), size)
 }
 
-async fn read_own(store: &dyn Store, record: &ReleaseRecord) -> Result<Option<ReleaseRecord>, PublishError> {
+/// Our record as stored, with its size; an error if the release has other content there.
+async fn read_own(store: &dyn Store, record: &ReleaseRecord) -> Result<Option<(ReleaseRecord, u64)>, PublishError> {
     let key = layout::record_key(&record.release);
     match store.get(&key).await {
         Ok(bytes) => {
@@ -574,31 +578,46 @@ async fn read_own(store: &dyn Store, record: &ReleaseRecord) -> Result<Option<Re
             if existing.manifest.digest != record.manifest.digest {
                 return Err(different(store, &record.release, &existing.manifest.digest));
             }
-            Ok(Some(existing))
+            Ok(Some((existing, bytes.len() as u64)))
         }
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
+/// Whether our record is still the one of `size` bytes we wrote or read, judged from a listing
+/// that shows it at `listed` bytes (`None`: absent); read back only when the size changed. A
+/// record is large (a 50,000-file build's is 15 MB), so steps 3 and 5 list instead of reading it:
+/// every change deskew makes to a record changes its size (`dropping` adds a field) or removes
+/// it. `Some(true)`: ours, not dropping; `Some(false)`: ours, dropping; `None`: gone.
+async fn still_own(store: &dyn Store, record: &ReleaseRecord, size: u64, listed: Option<u64>) -> Result<Option<bool>, PublishError> {
+    match listed {
+        None => Ok(None),
+        Some(s) if s == size => Ok(Some(true)),
+        Some(_) => Ok(read_own(store, record).await?.map(|(r, _)| r.state != ReleaseState::Dropping)),
+    }
+}
+
 /// Step 2: our record exists, pending (or complete: published before, or by a concurrent
 /// publish of the same release).
-async fn register(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<(), PublishError> {
+/// Returns the stored record's size.
+async fn register(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<u64, PublishError> {
     ctx.opts.cancel.check()?;
     let key = layout::record_key(&record.release);
     let create = PutOptions { mode: PutMode::Create, ..record_put() };
     loop {
-        match ctx.store.put(&key, encode(record), &create).await {
-            Ok(()) => return Ok(()),
+        let (body, size) = encode(record);
+        match ctx.store.put(&key, body, &create).await {
+            Ok(()) => return Ok(size),
             Err(StoreError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         match read_own(ctx.store, record).await? {
             None => continue, // dropped between our write and our read: write again
-            Some(existing) if existing.state == ReleaseState::Dropping => return take_back(ctx, record).await,
-            Some(existing) => {
+            Some((existing, _)) if existing.state == ReleaseState::Dropping => return take_back(ctx, record).await,
+            Some((existing, size)) => {
                 record.created = existing.created;
-                return Ok(());
+                return Ok(size);
             }
         }
     }
@@ -606,22 +625,24 @@ async fn register(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<(), Publi
 
 /// A gc was dropping our release (and may have died doing it): under the lease, no gc runs, so
 /// the record can be made pending again; the last step uploads whatever the gc deleted.
-async fn take_back(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<(), PublishError> {
+async fn take_back(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<u64, PublishError> {
     if !ctx.exclusive {
-        ctx.store.put(&layout::record_key(&record.release), encode(record), &record_put()).await?;
-        return Ok(());
+        let (body, size) = encode(record);
+        ctx.store.put(&layout::record_key(&record.release), body, &record_put()).await?;
+        return Ok(size);
     }
     let mut lease = Lease::acquire(ctx.store, ctx.host, ctx.cfg, Purpose::Publish, ctx.opts.lease_wait, &ctx.waiting()).await?;
     let result = async {
         match read_own(ctx.store, record).await? {
-            Some(r) if r.state != ReleaseState::Dropping => return Ok(()),
-            Some(r) => record.created = r.created,
+            Some((r, size)) if r.state != ReleaseState::Dropping => return Ok(size),
+            Some((r, _)) => record.created = r.created,
             None => {}
         }
         lease.ensure(ctx.store, ctx.host).await?;
         let put = PutOptions { guard: Some(lease.guard(ctx.host)), ..record_put() };
-        ctx.store.put(&layout::record_key(&record.release), encode(record), &put).await?;
-        Ok(())
+        let (body, size) = encode(record);
+        ctx.store.put(&layout::record_key(&record.release), body, &put).await?;
+        Ok(size)
     }
     .await;
     let _ = lease.release(ctx.store, ctx.host).await;
@@ -631,7 +652,7 @@ async fn take_back(ctx: &Ctx<'_>, record: &mut ReleaseRecord) -> Result<(), Publ
 /// Step 3: waits until no gc holds the lease. `None` if a gc dropped our record meanwhile
 /// (register again); else whether the records read before registering still hold: no one held
 /// the lease since then, so no gc deleted anything they vouch for.
-async fn wait_for_gc(ctx: &Ctx<'_>, record: &ReleaseRecord) -> Result<Option<bool>, PublishError> {
+async fn wait_for_gc(ctx: &Ctx<'_>, record: &ReleaseRecord, size: u64) -> Result<Option<bool>, PublishError> {
     let mut current = !ctx.exclusive;
     if ctx.exclusive && !ctx.opts.faults.skip_wait_for_gc {
         let top = lease::wait_until_free(ctx.store, ctx.host, ctx.cfg, ctx.opts.lease_wait, &ctx.waiting()).await?;
@@ -640,7 +661,9 @@ async fn wait_for_gc(ctx: &Ctx<'_>, record: &ReleaseRecord) -> Result<Option<boo
     if ctx.opts.faults.skip_recheck {
         return Ok(Some(current));
     }
-    let ours = read_own(ctx.store, record).await?.is_some_and(|r| r.state != ReleaseState::Dropping);
+    let key = layout::record_key(&record.release);
+    let listed = ctx.store.list(Some(&layout::releases_dir())).await?.objects.into_iter().find(|o| o.key == key).map(|o| o.size);
+    let ours = still_own(ctx.store, record, size, listed).await? == Some(true);
     Ok(ours.then_some(current))
 }
 
@@ -678,14 +701,14 @@ async fn upload_missing(
 /// record says `complete`, and any later gc keeps what a complete release references. Mutable
 /// files are written here, so the last release to complete is the one whose content they hold,
 /// and a publish that fails earlier never changes what the current release serves.
-async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
+async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, size: u64, report: &mut PublishReport) -> Result<(), PublishError> {
     if !ctx.exclusive || ctx.opts.faults.complete_without_lease {
         return complete_unleased(ctx, &mut record, report).await;
     }
     let mut last = None;
     for _ in 0..3 {
         let mut lease = Lease::acquire(ctx.store, ctx.host, ctx.cfg, Purpose::Publish, ctx.opts.lease_wait, &ctx.waiting()).await?;
-        let result = complete_locked(ctx, &mut lease, &mut record, report).await;
+        let result = complete_locked(ctx, &mut lease, &mut record, size, report).await;
         let _ = lease.release(ctx.store, ctx.host).await;
         match result {
             Err(PublishError::Lease(e @ LeaseError::Lost { .. })) => last = Some(e),
@@ -695,12 +718,15 @@ async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, report: &mut Publish
     Err(last.expect("three attempts failed").into())
 }
 
-async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
-    read_own(ctx.store, record).await?; // still ours (same content)
+async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseRecord, size: u64, report: &mut PublishReport) -> Result<(), PublishError> {
     // Always a listing here, whatever the records say: a file deleted outside deskew (a bucket
     // lifecycle rule, a hand) is found and put back before the record says `complete`.
     let listing = ctx.store.list(None).await?;
     note_problems(report, &listing);
+    // Still ours (same content): a record of another size is read back and compared. Gone or
+    // dropping (a gc while this publish stalled) is fine: what it lists is put back below.
+    let key = layout::record_key(&record.release);
+    still_own(ctx.store, record, size, listing.objects.iter().find(|o| o.key == key).map(|o| o.size)).await?;
     let missing = plan::missing(record, &plan::sizes(&listing.objects));
     let missing: Vec<_> = missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect();
     if !missing.is_empty() {
@@ -722,7 +748,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
     record.state = ReleaseState::Complete;
     record.completed = Some(ctx.host.now().max(record.created));
     let put = PutOptions { guard: Some(lease.guard(ctx.host)), ..record_put() };
-    ctx.store.put(&layout::record_key(&record.release), encode(record), &put).await?;
+    ctx.store.put(&layout::record_key(&record.release), encode(record).0, &put).await?;
     report.completed = record.completed;
     Ok(())
 }
@@ -741,7 +767,7 @@ async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &m
     count_mutable(report, &changed);
     record.state = ReleaseState::Complete;
     record.completed = Some(ctx.host.now().max(record.created));
-    ctx.store.put(&layout::record_key(&record.release), encode(record), &record_put()).await?;
+    ctx.store.put(&layout::record_key(&record.release), encode(record).0, &record_put()).await?;
     report.completed = record.completed;
     Ok(())
 }
