@@ -35,6 +35,10 @@ use crate::store::{Body, ListingProblem, ObjectMeta, PutOptions, Store, StoreErr
 /// Objects per delete batch (the S3 DeleteObjects limit).
 pub const BATCH: usize = 1000;
 
+/// Delete requests in flight at once, all under one lease check: the server deletes in parallel
+/// (SeaweedFS on two cores took 1 s per batch of 1,000, one batch after the other).
+pub const PARALLEL_DELETES: usize = 4;
+
 /// How a GC runs.
 #[derive(Clone, Debug)]
 pub struct GcOptions {
@@ -297,7 +301,7 @@ async fn run_locked(
     }
     let seen: HashSet<Key> = snap.records.iter().map(|r| layout::record_key(&r.release)).collect();
     let files = run.report.plan.files.clone();
-    for batch in files.chunks(opts.batch.max(1)) {
+    for batch in files.chunks(opts.batch.max(1) * PARALLEL_DELETES) {
         let protected = new_records_files(store, &seen).await?;
         let (spared, doomed): (Vec<_>, Vec<_>) = batch.iter().partition(|d| protected.contains(&d.key));
         run.report.spared.extend(spared.into_iter().map(|d| d.key.clone()));
@@ -327,19 +331,26 @@ impl Locked<'_> {
         Ok(())
     }
 
-    /// Deletes `keys` (with their sizes), one request at a time, each after a lease check and
-    /// under its guard.
+    /// Deletes `keys` (with their sizes), [`PARALLEL_DELETES`] requests at a time, each group
+    /// after a lease check and every request under its guard.
     async fn delete(&mut self, keys: &[(Key, u64)]) -> Result<(), GcError> {
         let mut failed = 0;
         let mut first = None;
-        for chunk in keys.chunks(self.store.max_delete_batch().max(1)) {
+        let per_request = self.store.max_delete_batch().max(1);
+        for group in keys.chunks(per_request * PARALLEL_DELETES) {
             // Stop between requests: what was deleted is counted, records stay for the next gc.
             self.cancel.check()?;
             self.lease.ensure(self.store, self.host).await?;
-            let ks: Vec<Key> = chunk.iter().map(|(k, _)| k.clone()).collect();
-            let results = self.store.delete_many(&ks, Some(&self.lease.guard(self.host))).await;
+            let guard = self.lease.guard(self.host);
+            let store = self.store;
+            let requests = group.chunks(per_request).map(|chunk| {
+                let ks: Vec<Key> = chunk.iter().map(|(k, _)| k.clone()).collect();
+                let guard = &guard;
+                async move { store.delete_many(&ks, Some(guard)).await }
+            });
+            let results = futures::future::join_all(requests).await;
             let mut done = 0;
-            for (r, (_, size)) in results.into_iter().zip(chunk) {
+            for (r, (_, size)) in results.into_iter().flatten().zip(group) {
                 match r {
                     Ok(()) => {
                         done += 1;
