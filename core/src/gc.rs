@@ -1,9 +1,10 @@
-//! The GC engine: takes the lease, reads every record and heartbeat (failing closed), plans, then
-//! carries the plan out in three phases, each write guarded by the lease:
+//! The GC engine: takes the lease, reads every record and heartbeat (failing closed) and the
+//! mutable files that may serve another release than the newest ([`crate::serving`]), plans,
+//! then carries the plan out in three phases, each write guarded by the lease:
 //!
 //! 1. rewrite the record of every release it drops as `dropping` (a tombstone);
-//! 2. delete files in batches; before each, list the records again and spare every file a
-//!    record it has not seen references;
+//! 2. delete files in batches, up to [`PARALLEL_DELETES`] requests at once; before each group,
+//!    list the records again and spare every file a record it has not seen references;
 //! 3. delete the dropped records and lapsed heartbeats.
 //!
 //! Fails closed: a record or heartbeat it cannot read, a record listed but gone when read (under
