@@ -381,22 +381,10 @@ pub async fn gc_keeps_what_a_failed_last_step_left_serving(store: &dyn Store) {
     let (d1, d2) = (tmp.path().join("s1"), tmp.path().join("s2"));
     two_mutable_build(&d1, "s1");
     two_mutable_build(&d2, "s2");
-    publish_ok(store, &d1, "s1", at(-7200)).await;
-    let failing = Hooked::new(store, FailPutOf(Key::new("robots.txt").unwrap()));
-    let one_at_a_time = PublishOptions { concurrency: 1, ..opts() };
-    let err = try_publish_with(&failing, &d2, "s2", at(-3600), &one_at_a_time).await.unwrap_err();
-    assert!(deskew_core::error_chain(&err).contains("injected failure"), "{}", deskew_core::error_chain(&err));
+    let r = fail_last_step_then_gc(store, (&d1, "s1"), (&d2, "s2")).await;
     assert!(holds(store, &d2, "config.json").await && holds(store, &d1, "robots.txt").await, "a mix: config.json of s2, robots.txt of s1");
-    let r = gc_ok(store, Policy { grace: Duration::ZERO, ..policy(1, None, &[]) }, now()).await;
-    let s2 = r.plan.releases.iter().find(|d| d.release.as_str() == "s2").unwrap();
-    assert_eq!((s2.kept, s2.reason), (true, Reason::Serving), "{:?}", r.plan.releases);
     let s1 = r.plan.releases.iter().find(|d| d.release.as_str() == "s1").unwrap();
     assert_eq!((s1.kept, s1.reason), (true, Reason::Current), "robots.txt still serves the current release");
-    for k in release_keys(&manifest_of(&d2, "s2")) {
-        if k != "robots.txt" {
-            assert!(store.get(&Key::new(&k).unwrap()).await.is_ok(), "`{k}` of the serving release was deleted");
-        }
-    }
     let again = publish_ok(store, &d2, "s2", now()).await;
     assert_eq!(again.outcome, Outcome::Published);
     assert!(holds(store, &d2, "robots.txt").await);
@@ -411,18 +399,26 @@ pub async fn gc_keeps_a_failed_release_serving_a_file_it_added(store: &dyn Store
     synthetic_build(&d1, "w1", &["w1"], "robots one");
     synthetic_build(&d2, "w2", &["w2"], "robots two");
     std::fs::write(d2.join("app.webmanifest"), "{\"name\": \"w2\"}").unwrap();
-    publish_ok(store, &d1, "w1", at(-7200)).await;
+    fail_last_step_then_gc(store, (&d1, "w1"), (&d2, "w2")).await;
+    assert!(holds(store, &d2, "app.webmanifest").await && holds(store, &d1, "robots.txt").await, "the file it serves stays");
+}
+
+/// Publishes `old`, then `new` with its write of `robots.txt` refused (the last step fails
+/// after the mutable files sorted before it), then runs a gc keeping 1 with no grace; checks
+/// `new` is kept as serving with every file but `robots.txt` stored.
+async fn fail_last_step_then_gc(store: &dyn Store, old: (&Path, &str), new: (&Path, &str)) -> GcReport {
+    publish_ok(store, old.0, old.1, at(-7200)).await;
     let failing = Hooked::new(store, FailPutOf(Key::new("robots.txt").unwrap()));
     let one_at_a_time = PublishOptions { concurrency: 1, ..opts() };
-    try_publish_with(&failing, &d2, "w2", at(-3600), &one_at_a_time).await.unwrap_err();
-    assert!(holds(store, &d2, "app.webmanifest").await && holds(store, &d1, "robots.txt").await);
+    let err = try_publish_with(&failing, new.0, new.1, at(-3600), &one_at_a_time).await.unwrap_err();
+    assert!(deskew_core::error_chain(&err).contains("injected failure"), "{}", deskew_core::error_chain(&err));
     let r = gc_ok(store, Policy { grace: Duration::ZERO, ..policy(1, None, &[]) }, now()).await;
-    let w2 = r.plan.releases.iter().find(|d| d.release.as_str() == "w2").unwrap();
-    assert_eq!((w2.kept, w2.reason), (true, Reason::Serving), "{:?}", r.plan.releases);
-    assert!(holds(store, &d2, "app.webmanifest").await, "the file it serves stays");
-    for k in release_keys(&manifest_of(&d2, "w2")).into_iter().filter(|k| k != "robots.txt") {
+    let d = r.plan.releases.iter().find(|d| d.release.as_str() == new.1).unwrap();
+    assert_eq!((d.kept, d.reason), (true, Reason::Serving), "{:?}", r.plan.releases);
+    for k in release_keys(&manifest_of(new.0, new.1)).into_iter().filter(|k| k != "robots.txt") {
         assert!(store.get(&Key::new(&k).unwrap()).await.is_ok(), "`{k}` of the serving release was deleted");
     }
+    r
 }
 
 /// A publish that dies half-way leaves a pending record and no complete release; a rerun
