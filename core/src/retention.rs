@@ -215,6 +215,11 @@ pub fn decide(records: &[ReleaseRecord], liveness: &Liveness, policy: &Policy, n
     Ok(out)
 }
 
+/// The newest complete release, the one serving traffic.
+pub fn newest_complete(records: &[ReleaseRecord]) -> Option<&ReleaseRecord> {
+    records.iter().filter(|r| r.state == ReleaseState::Complete).min_by(|a, b| newest_first(a, b))
+}
+
 /// Newest completion first; ties broken by id so every host ranks alike.
 pub fn newest_first(a: &ReleaseRecord, b: &ReleaseRecord) -> std::cmp::Ordering {
     b.completed_or_created().cmp(&a.completed_or_created()).then_with(|| b.release.cmp(&a.release))

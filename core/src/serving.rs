@@ -22,32 +22,29 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::key::Key;
+use crate::layout;
 use crate::manifest::FileClass;
 use crate::release::{ReleaseId, ReleaseRecord, ReleaseState};
 use crate::retention;
 use crate::store::ObjectMeta;
 
-/// The newest complete release, as retention ranks it.
-fn newest(records: &[ReleaseRecord]) -> Option<&ReleaseRecord> {
-    records.iter().filter(|r| r.state == ReleaseState::Complete).min_by(|a, b| retention::newest_first(a, b))
-}
-
 /// `(key, sha256, size)` of each mutable file another release than the newest may serve
 /// through: its record's content differs from the newest's at a path the newest has, or the
 /// release is pending (any path, with no complete release).
 fn candidates(records: &[ReleaseRecord]) -> impl Iterator<Item = (&ReleaseRecord, Key, &str, u64)> {
-    let newest = newest(records);
-    let newest_sha = move |k: &Key| newest.map(|n| n.stored_files().find(|(nk, _)| nk == k).map(|(_, f)| f.sha256.as_str()));
+    let newest = retention::newest_complete(records);
+    // The newest's mutable files by path (`None`: no complete release).
+    let newest_sha: Option<HashMap<&Key, &str>> = newest.map(|n| n.manifest.of_class(FileClass::Mutable).map(|f| (&f.path, f.sha256.as_str())).collect());
     records
         .iter()
         .filter(move |r| r.state != ReleaseState::Dropping && Some(&r.release) != newest.map(|n| &n.release))
-        .flat_map(|r| r.stored_files().filter(|(_, f)| f.class == FileClass::Mutable).map(move |(k, f)| (r, k, f)))
-        .filter(move |(r, k, f)| match newest_sha(k) {
-            None => true,                                    // no complete release
-            Some(None) => r.state == ReleaseState::Pending,  // a path the newest does not ship
-            Some(Some(sha)) => sha != f.sha256,
+        .flat_map(|r| r.manifest.of_class(FileClass::Mutable).map(move |f| (r, f)))
+        .filter(move |(r, f)| match newest_sha.as_ref().map(|m| m.get(&f.path)) {
+            None => true,                                   // no complete release
+            Some(None) => r.state == ReleaseState::Pending, // a path the newest does not ship
+            Some(Some(sha)) => *sha != f.sha256,
         })
-        .map(|(r, k, f)| (r, k, f.sha256.as_str(), f.size))
+        .map(|(r, f)| (r, layout::file_key(&r.release, f), f.sha256.as_str(), f.size))
 }
 
 /// Mutable files to read and hash: with a listing, those whose listed size matches a

@@ -72,11 +72,7 @@ pub fn may_hold_leftovers(records: &[ReleaseRecord], unreadable: bool) -> bool {
 /// Whether `release` is complete and the newest complete release: publishing it again changes
 /// nothing in retention order.
 pub fn is_newest_complete(records: &[ReleaseRecord], release: &ReleaseId) -> bool {
-    records
-        .iter()
-        .filter(|r| r.state == ReleaseState::Complete)
-        .min_by(|a, b| retention::newest_first(a, b))
-        .is_some_and(|r| &r.release == release)
+    retention::newest_complete(records).is_some_and(|r| &r.release == release)
 }
 
 /// The files of `record` a listing does not show with the right size.
