@@ -522,7 +522,7 @@ fn note_problems(report: &mut PublishReport, listing: &crate::store::Listing) {
     }
 }
 
-fn count_uploads(report: &mut PublishReport, needed: &[(Key, ManifestFile)]) {
+fn count_uploads(report: &mut PublishReport, needed: &[(Key, &ManifestFile)]) {
     report.skipped = report.files - needed.len() as u64;
     report.uploaded = needed.len() as u64;
     report.uploaded_bytes = needed.iter().map(|(_, f)| f.size).sum();
@@ -681,7 +681,7 @@ async fn upload_missing(
     list: bool,
     report: &mut PublishReport,
 ) -> Result<(), PublishError> {
-    let needed = if list {
+    let mut needed = if list {
         let listing = ctx.store.list(None).await?;
         note_problems(report, &listing);
         plan::needed(record, &plan::sizes(&listing.objects), vouched)
@@ -689,7 +689,7 @@ async fn upload_missing(
         plan::unvouched(record, vouched)
     };
     let early = ctx.opts.faults.mutable_early;
-    let needed: Vec<_> = needed.into_iter().filter(|(_, f)| early || f.class != FileClass::Mutable).collect();
+    needed.retain(|(_, f)| early || f.class != FileClass::Mutable);
     count_uploads(report, &needed);
     ctx.progress.start(report.uploaded, report.uploaded_bytes);
     let (entries, assets): (Vec<_>, Vec<_>) = needed.into_iter().partition(|(_, f)| f.class == FileClass::Entry);
@@ -727,8 +727,8 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
     // dropping (a gc while this publish stalled) is fine: what it lists is put back below.
     let key = layout::record_key(&record.release);
     still_own(ctx.store, record, size, listing.objects.iter().find(|o| o.key == key).map(|o| o.size)).await?;
-    let missing = plan::missing(record, &plan::sizes(&listing.objects));
-    let missing: Vec<_> = missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect();
+    let mut missing = plan::missing(record, &plan::sizes(&listing.objects));
+    missing.retain(|(_, f)| f.class != FileClass::Mutable);
     if !missing.is_empty() {
         tracing::info!(count = missing.len(), "files vanished before the last step; uploading them again");
         report.repaired += missing.len() as u64;
@@ -756,8 +756,8 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
 /// Step 5 on a store where no gc can run.
 async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
     let listing = ctx.store.list(None).await?;
-    let missing = plan::missing(record, &plan::sizes(&listing.objects));
-    let missing: Vec<_> = missing.into_iter().filter(|(_, f)| f.class != FileClass::Mutable).collect();
+    let mut missing = plan::missing(record, &plan::sizes(&listing.objects));
+    missing.retain(|(_, f)| f.class != FileClass::Mutable);
     report.repaired += missing.len() as u64;
     upload_all(ctx, &record.release, missing, &NoProgress, None, &ctx.opts.cancel).await?;
     let changed = changed_mutable(ctx, record).await?;
@@ -775,13 +775,12 @@ async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &m
 /// This release's mutable files whose stored content differs from the build's (read back and
 /// hashed: a record cannot tell, since a publish that died in this step may have left other
 /// content there).
-async fn changed_mutable(ctx: &Ctx<'_>, record: &ReleaseRecord) -> Result<Vec<(Key, ManifestFile)>, PublishError> {
+async fn changed_mutable<'r>(ctx: &Ctx<'_>, record: &'r ReleaseRecord) -> Result<Vec<(Key, &'r ManifestFile)>, PublishError> {
     if ctx.opts.faults.mutable_early {
         return Ok(Vec::new());
     }
-    let mutable: Vec<(Key, ManifestFile)> =
-        record.stored_files().filter(|(_, f)| f.class == FileClass::Mutable).map(|(k, f)| (k, f.clone())).collect();
-    let checked: Vec<Option<(Key, ManifestFile)>> = futures::stream::iter(mutable)
+    let mutable: Vec<(Key, &ManifestFile)> = record.stored_files().filter(|(_, f)| f.class == FileClass::Mutable).collect();
+    let checked: Vec<Option<(Key, &ManifestFile)>> = futures::stream::iter(mutable)
         .map(|(key, f)| async move {
             match ctx.store.get(&key).await {
                 Ok(bytes) if crate::digest::sha256_hex(&bytes) == f.sha256 => Ok(None),
@@ -799,7 +798,7 @@ async fn changed_mutable(ctx: &Ctx<'_>, record: &ReleaseRecord) -> Result<Vec<(K
 }
 
 /// Adds the mutable files written in the last step to what was uploaded.
-fn count_mutable(report: &mut PublishReport, written: &[(Key, ManifestFile)]) {
+fn count_mutable(report: &mut PublishReport, written: &[(Key, &ManifestFile)]) {
     report.uploaded += written.len() as u64;
     report.uploaded_bytes += written.iter().map(|(_, f)| f.size).sum::<u64>();
     report.uploaded_keys.extend(written.iter().map(|(k, _)| k.clone()));
@@ -813,7 +812,7 @@ fn count_mutable(report: &mut PublishReport, written: &[(Key, ManifestFile)]) {
 async fn upload_all(
     ctx: &Ctx<'_>,
     release: &ReleaseId,
-    files: Vec<(Key, ManifestFile)>,
+    files: Vec<(Key, &ManifestFile)>,
     progress: &dyn Progress,
     guard: Option<WriteGuard>,
     cancel: &Cancel,
@@ -833,7 +832,7 @@ async fn upload_all(
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                let body = ctx.source.body(&f).await?;
+                let body = ctx.source.body(f).await?;
                 match ctx.store.put(&key, body, &put).await {
                     Ok(()) => break,
                     Err(StoreError::AlreadyExists { .. }) => match ctx.store.get(&key).await {
@@ -848,7 +847,7 @@ async fn upload_all(
                         Err(e) if e.is_not_found() && attempts < 3 => continue,
                         Err(e) => return Err(e.into()),
                     },
-                    Err(StoreError::Checksum { .. }) => return Err(PublishError::Changed { path: ctx.source.describe(&f) }),
+                    Err(StoreError::Checksum { .. }) => return Err(PublishError::Changed { path: ctx.source.describe(f) }),
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -41,24 +41,22 @@ pub fn vouched_contents(records: &[&ReleaseRecord]) -> HashMap<Key, Option<Strin
 }
 
 /// The files of `record` the store lacks.
-pub fn needed(record: &ReleaseRecord, listing: &HashMap<&Key, u64>, vouched: &HashMap<Key, Option<String>>) -> Vec<(Key, ManifestFile)> {
+pub fn needed<'r>(record: &'r ReleaseRecord, listing: &HashMap<&Key, u64>, vouched: &HashMap<Key, Option<String>>) -> Vec<(Key, &'r ManifestFile)> {
     record
         .stored_files()
         .filter(|(key, f)| {
             let present = listing.get(key) == Some(&f.size) && vouched.get(key).is_some_and(|v| v.as_deref() == Some(f.sha256.as_str()));
             !present
         })
-        .map(|(k, f)| (k, f.clone()))
         .collect()
 }
 
 /// The files of `record` no complete release vouches for, when no listing was made: a vouched
 /// file is stored, since a complete record is whole (I3); the last step's listing checks again.
-pub fn unvouched(record: &ReleaseRecord, vouched: &HashMap<Key, Option<String>>) -> Vec<(Key, ManifestFile)> {
+pub fn unvouched<'r>(record: &'r ReleaseRecord, vouched: &HashMap<Key, Option<String>>) -> Vec<(Key, &'r ManifestFile)> {
     record
         .stored_files()
         .filter(|(key, f)| vouched.get(key).is_none_or(|v| v.as_deref() != Some(f.sha256.as_str())))
-        .map(|(k, f)| (k, f.clone()))
         .collect()
 }
 
@@ -76,8 +74,8 @@ pub fn is_newest_complete(records: &[ReleaseRecord], release: &ReleaseId) -> boo
 }
 
 /// The files of `record` a listing does not show with the right size.
-pub fn missing(record: &ReleaseRecord, listing: &HashMap<&Key, u64>) -> Vec<(Key, ManifestFile)> {
-    record.stored_files().filter(|(k, f)| listing.get(k) != Some(&f.size)).map(|(k, f)| (k, f.clone())).collect()
+pub fn missing<'r>(record: &'r ReleaseRecord, listing: &HashMap<&Key, u64>) -> Vec<(Key, &'r ManifestFile)> {
+    record.stored_files().filter(|(k, f)| listing.get(k) != Some(&f.size)).collect()
 }
 
 /// Mutable files of `manifest` whose stored content differs in releases the policy keeps
