@@ -58,6 +58,23 @@ pub fn hash_reader(r: impl Read) -> io::Result<(String, u64)> {
     copy_hashing_sized(r, io::sink())
 }
 
+/// Like [`hash_reader`], reading through `buf` (a caller hashing many files reuses one).
+pub fn hash_reader_with(mut r: impl Read, buf: &mut [u8]) -> io::Result<(String, u64)> {
+    let mut h = Hasher::new();
+    let mut size = 0u64;
+    loop {
+        match r.read(buf) {
+            Ok(0) => return Ok((h.finish(), size)),
+            Ok(n) => {
+                h.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,6 +118,32 @@ fn missing_chromium_says_how_to_install_it() {
     assert!(r.stderr.contains("need --mode browser"), "{}", r.stderr);
 }
 
+/// A browser that dies while it starts (before its DevTools port opens) is started again, up to
+/// three times: two deaths and the run still passes; three, and the probe says what happened.
+#[cfg(unix)]
+#[test]
+fn a_browser_that_dies_while_starting_is_started_again() {
+    use std::os::unix::fs::PermissionsExt;
+    deskew_testkit::require!(Chromium);
+    let rt = rt();
+    let site = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
+    let t = Scratch::new();
+    for (deaths, code) in [(2, 0), (3, 2)] {
+        let count = t.path(&format!("starts-{deaths}"));
+        let fake = t.path(&format!("chromium-{deaths}"));
+        let script = format!(
+            "#!/bin/sh\nn=$(cat '{c}' 2>/dev/null || echo 0)\necho $((n + 1)) > '{c}'\n[ \"$n\" -lt {deaths} ] && exit 1\nexec chromium \"$@\"\n",
+            c = s(&count)
+        );
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let r = run(&["probe", &site.url, "--mode", "browser", "--browser", &s(&fake), "--duration", "2s"]);
+        assert_eq!(r.code, code, "{deaths} deaths:\n{}", r.stderr);
+        assert_eq!(r.stderr.matches("exited before it opened its DevTools port").count(), deaths as usize, "{}", r.stderr);
+        assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), (deaths + 1).min(3).to_string(), "three starts at most");
+    }
+}
+
 /// A shortened soak: two minutes at concurrency 4 in one browser; memory stays stable (no
 /// leak of contexts) and the peak is in the report.
 #[test]
@@ -170,6 +196,19 @@ fn spawn_browser_probe(url: &str, duration: &str, tmp: &std::path::Path, report:
     }
 }
 
+/// Waits until the browser marked `marker` runs a renderer: a tab is open, loads have begun.
+fn wait_for_renderer(marker: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let out = std::process::Command::new("ps").args(["-eo", "args="]).output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.contains(marker) && l.contains("--type=renderer") && !l.contains("--top-chrome-webui")) {
+            return;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "no renderer after 20 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn main_browser_pid(marker: &str) -> Option<u32> {
     let out = std::process::Command::new("ps").args(["-eo", "pid=,stat=,args="]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
@@ -194,7 +233,9 @@ fn a_crashed_browser_is_restarted_and_reported() {
     std::fs::create_dir_all(&tmp).unwrap();
     let report = t.path("r.json");
     let (child, pid) = spawn_browser_probe(&site.url, "8s", &tmp, &report);
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Killed while loads run (a kill while it starts is retried, and no load fails then).
+    wait_for_renderer(&s(&tmp));
+    std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

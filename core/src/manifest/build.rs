@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use crate::classify::{self, Classifier};
 use crate::id::ReleaseId;
@@ -11,7 +12,7 @@ use crate::key::{Key, KeyError};
 use crate::layout;
 
 use super::{Manifest, ManifestFile};
-use crate::digest::hash_reader;
+use crate::digest::hash_reader_with;
 
 /// Why a build directory cannot be turned into a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -98,18 +99,128 @@ struct Found {
 }
 
 impl Manifest {
-    /// Walks `dist` and builds its manifest. Hashing runs on every core.
+    /// Walks `dist` and builds its manifest. Files are hashed on every core while the walk goes
+    /// on; classes are decided once every path is known (a file's class may depend on its
+    /// siblings).
     pub fn from_dir(dist: &Path, opts: &BuildOptions) -> Result<Manifest, ManifestError> {
-        let found = walk(dist, opts)?;
+        let (found, hashes) = walk_and_hash(dist, opts)?;
         let classifier = opts.classifier.clone().with_build_paths(found.iter().map(|f| f.key.as_str()));
         let opts = &BuildOptions { classifier, ..opts.clone() };
-        let files = hash_all(found, opts)?;
+        let files = found.into_iter().zip(hashes).map(|(f, (sha256, size))| describe(f.key, sha256, size, opts)).collect();
         Ok(Manifest::from_files(files, opts.release.clone()))
     }
-
 }
 
-fn walk(dist: &Path, opts: &BuildOptions) -> Result<Vec<Found>, ManifestError> {
+/// Files the walk has found and not yet handed to a hashing thread.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    sources: Vec<PathBuf>,
+    taken: usize,
+    /// The walk has ended (or failed: then the threads stop too).
+    done: bool,
+}
+
+impl Queue {
+    fn push(&self, source: PathBuf) {
+        self.state.lock().expect("queue lock").sources.push(source);
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        self.state.lock().expect("queue lock").done = true;
+        self.ready.notify_all();
+    }
+
+    /// Closes it and drops what is left: the walk failed, so no hash will be used.
+    fn abandon(&self) {
+        let mut s = self.state.lock().expect("queue lock");
+        s.taken = s.sources.len();
+        s.done = true;
+        drop(s);
+        self.ready.notify_all();
+    }
+
+    /// The next file to hash and its index in the walk's order; `None` once the walk is over
+    /// and every file has been taken.
+    fn take(&self) -> Option<(usize, PathBuf)> {
+        let mut s = self.state.lock().expect("queue lock");
+        loop {
+            if s.taken < s.sources.len() {
+                s.taken += 1;
+                return Some((s.taken - 1, s.sources[s.taken - 1].clone()));
+            }
+            if s.done {
+                return None;
+            }
+            s = self.ready.wait(s).expect("queue lock");
+        }
+    }
+}
+
+/// A file's sha256 and size.
+type Hash = (String, u64);
+
+/// What one hashing thread gives: hashes by walk index, or the first file it could not read.
+type Hashed = Result<Vec<(usize, Hash)>, (usize, ManifestError)>;
+
+/// The walk, on this thread, with every other core hashing what it has found so far (the walk
+/// of 50,000 files takes a tenth of the time the hashing does, and no longer comes before it).
+/// A walk error wins over a read error, and of read errors the first in walk order.
+fn walk_and_hash(dist: &Path, opts: &BuildOptions) -> Result<(Vec<Found>, Vec<Hash>), ManifestError> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(1);
+    let queue = Queue::default();
+    let (walked, hashed) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(|| hash_queued(&queue))).collect();
+        let walked = walk(dist, opts, |f| queue.push(f.source.clone()));
+        if walked.is_err() {
+            queue.abandon();
+        } else {
+            queue.close();
+        }
+        let hashed: Vec<_> = handles.into_iter().map(|h| h.join().expect("hashing thread panicked")).collect();
+        (walked, hashed)
+    });
+    let found = walked?;
+    let mut all = Vec::with_capacity(found.len());
+    let mut first_error: Option<(usize, ManifestError)> = None;
+    for r in hashed {
+        match r {
+            Ok(done) => all.extend(done),
+            Err((i, e)) if first_error.as_ref().is_none_or(|(j, _)| i < *j) => first_error = Some((i, e)),
+            Err(_) => {}
+        }
+    }
+    if let Some((_, e)) = first_error {
+        return Err(e);
+    }
+    all.sort_unstable_by_key(|(i, _)| *i);
+    Ok((found, all.into_iter().map(|(_, h)| h).collect()))
+}
+
+/// One hashing thread: files from `queue` until it is empty and closed, or one cannot be read.
+fn hash_queued(queue: &Queue) -> Hashed {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut out = Vec::new();
+    while let Some((i, source)) = queue.take() {
+        let hashed = File::open(&source).and_then(|file| hash_reader_with(file, &mut buf));
+        match hashed {
+            Ok(h) => out.push((i, h)),
+            Err(e) => {
+                queue.close(); // no point hashing more
+                return Err((i, ManifestError::Read { path: source, source: e }));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dist: &Path, opts: &BuildOptions, mut on_found: impl FnMut(&Found)) -> Result<Vec<Found>, ManifestError> {
     let meta = match std::fs::metadata(dist) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ManifestError::Missing(dist.into())),
@@ -174,7 +285,9 @@ fn walk(dist: &Path, opts: &BuildOptions) -> Result<Vec<Found>, ManifestError> {
         } else {
             return Err(ManifestError::NotAFile(path.into()));
         };
-        found.push(Found { key, source });
+        let f = Found { key, source };
+        on_found(&f);
+        found.push(f);
     }
     if found.is_empty() {
         return Err(ManifestError::Empty(dist.into()));
@@ -182,47 +295,18 @@ fn walk(dist: &Path, opts: &BuildOptions) -> Result<Vec<Found>, ManifestError> {
     Ok(found)
 }
 
-fn hash_all(found: Vec<Found>, opts: &BuildOptions) -> Result<Vec<ManifestFile>, ManifestError> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(found.len()).max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<(usize, ManifestFile)>, ManifestError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(f) = found.get(i) else { break };
-                        out.push((i, hash_one(f, opts)?));
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("hashing thread panicked")).collect()
-    });
-    let mut files = Vec::with_capacity(found.len());
-    for r in results {
-        files.extend(r?);
-    }
-    files.sort_by_key(|(i, _)| *i);
-    Ok(files.into_iter().map(|(_, f)| f).collect())
-}
-
-fn hash_one(f: &Found, opts: &BuildOptions) -> Result<ManifestFile, ManifestError> {
-    let read_err = |source| ManifestError::Read { path: f.source.clone(), source };
-    let file = File::open(&f.source).map_err(read_err)?;
-    let (sha256, size) = hash_reader(file).map_err(read_err)?;
-    let path = f.key.as_str();
+/// A file's entry, its class decided by `opts.classifier`.
+fn describe(key: Key, sha256: String, size: u64, opts: &BuildOptions) -> ManifestFile {
+    let path = key.as_str();
     let class = opts.classifier.classify(path);
-    Ok(ManifestFile {
+    ManifestFile {
         content_type: opts.headers.content_type(path).map_or_else(|| crate::mime::content_type(path), str::to_string),
         cache_control: opts.headers.cache_control(path).unwrap_or(classify::cache_control(class)).to_string(),
         class,
-        path: f.key.clone(),
+        path: key,
         sha256,
         size,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -286,5 +370,41 @@ mod tests {
         write(nested.path(), "admin/.deskew/releases/i1.json", b"{}");
         assert!(matches!(Manifest::from_dir(nested.path(), &BuildOptions::default()), Err(ManifestError::Reserved(_))), "nested too");
         assert!(matches!(Manifest::from_dir(dir.path(), &BuildOptions::default()), Err(ManifestError::Reserved(_))));
+    }
+
+    /// Hashing runs while the walk goes on, on several threads: every entry must still get its
+    /// own file's hash and size, in the walk's order.
+    #[test]
+    fn hashes_land_on_their_own_files_in_walk_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        for i in 0..1500u32 {
+            let rel = format!("d{}/e{}/f{i:04}.txt", i % 7, i % 3);
+            let body = i.to_string().repeat((i % 97) as usize + 1);
+            write(dir.path(), &rel, body.as_bytes());
+            expected.push((rel, sha256_hex(body.as_bytes()), body.len() as u64));
+        }
+        expected.sort();
+        let m = Manifest::from_dir(dir.path(), &BuildOptions::default()).unwrap();
+        let got: Vec<_> = m.files.iter().map(|f| (f.path.to_string(), f.sha256.clone(), f.size)).collect();
+        assert_eq!(got, expected);
+    }
+
+    /// A file that cannot be read is named; of several, the first in walk order, whichever
+    /// thread met it first.
+    #[test]
+    fn a_read_error_names_the_first_unreadable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::default();
+        for name in ["a", "b", "c"] {
+            write(dir.path(), name, name.as_bytes());
+        }
+        for name in ["a", "gone-1", "b", "gone-2", "c"] {
+            queue.push(dir.path().join(name));
+        }
+        queue.close();
+        let err = hash_queued(&queue).unwrap_err();
+        assert_eq!(err.0, 1);
+        assert!(matches!(&err.1, ManifestError::Read { path, .. } if path.ends_with("gone-1")), "{}", err.1);
     }
 }

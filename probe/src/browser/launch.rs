@@ -70,18 +70,46 @@ pub fn find(opts: &BrowserOptions) -> Result<PathBuf, ProbeError> {
     Err(ProbeError::Browser(format!("Chromium was not found on PATH: {HINT}")))
 }
 
+/// How many times a browser that dies while starting is started again before the probe gives up.
+const LAUNCH_ATTEMPTS: u32 = 3;
+
+/// Why one start failed.
+enum LaunchFailure {
+    /// It started and died before it could be used (killed, crashed, out of memory): worth
+    /// another try, as a crash later in the run is.
+    Died(ProbeError),
+    /// Not there, not startable, or silent for 30 s: trying again would only repeat it.
+    Fatal(ProbeError),
+}
+
 impl Browser {
-    /// Starts the browser and connects to it.
+    /// Starts the browser and connects to it; one that dies while starting is started again,
+    /// up to [`LAUNCH_ATTEMPTS`] times.
     pub async fn launch(opts: &BrowserOptions) -> Result<Browser, ProbeError> {
-        let exe = find(opts)?;
+        let mut attempt = 1;
+        loop {
+            match Browser::launch_once(opts).await {
+                Ok(b) => return Ok(b),
+                Err(LaunchFailure::Died(e)) if attempt < LAUNCH_ATTEMPTS => {
+                    tracing::warn!("{e}; starting it again");
+                    attempt += 1;
+                }
+                Err(LaunchFailure::Died(e) | LaunchFailure::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn launch_once(opts: &BrowserOptions) -> Result<Browser, LaunchFailure> {
+        use LaunchFailure::{Died, Fatal};
+        let exe = find(opts).map_err(Fatal)?;
         let profile = tempfile::Builder::new()
             .prefix("deskew-chromium-")
             .tempdir()
-            .map_err(|e| ProbeError::Browser(format!("cannot make a profile directory: {e}")))?;
+            .map_err(|e| Fatal(ProbeError::Browser(format!("cannot make a profile directory: {e}"))))?;
         // Chromium's own temp files go inside the profile too, so removing the profile leaves
         // nothing behind even after a kill.
         let tmp = profile.path().join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| ProbeError::Browser(format!("cannot make a temp directory: {e}")))?;
+        std::fs::create_dir_all(&tmp).map_err(|e| Fatal(ProbeError::Browser(format!("cannot make a temp directory: {e}"))))?;
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.env("TMPDIR", &tmp)
             .args(FLAGS)
@@ -94,7 +122,7 @@ impl Browser {
             .kill_on_drop(true);
         #[cfg(unix)]
         cmd.process_group(0);
-        let mut child = cmd.spawn().map_err(|e| ProbeError::Browser(format!("failed to start `{}`: {e}", exe.display())))?;
+        let mut child = cmd.spawn().map_err(|e| Fatal(ProbeError::Browser(format!("failed to start `{}`: {e}", exe.display()))))?;
         let pgid = child.id();
         let stderr = child.stderr.take().expect("stderr is piped");
         let mut lines = BufReader::new(stderr).lines();
@@ -106,16 +134,16 @@ impl Browser {
             }
             None
         })
-        .await
-        .ok()
-        .flatten();
+        .await;
         // Keep draining stderr so the browser never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let mut browser_guard = Guard { pgid, done: false };
-        let Some(ws) = ws else {
-            return Err(ProbeError::Browser(format!("`{}` did not open its DevTools port within 30s", exe.display())));
+        let ws = match ws {
+            Ok(Some(ws)) => ws,
+            Ok(None) => return Err(Died(ProbeError::Browser(format!("`{}` exited before it opened its DevTools port", exe.display())))),
+            Err(_) => return Err(Fatal(ProbeError::Browser(format!("`{}` did not open its DevTools port within 30s", exe.display())))),
         };
-        let conn = Connection::connect(&ws).await.map_err(|e| ProbeError::Browser(e.to_string()))?;
+        let conn = Connection::connect(&ws).await.map_err(|e| Died(ProbeError::Browser(format!("the browser died while connecting: {e}"))))?;
         let version = conn
             .call(None, "Browser.getVersion", serde_json::json!({}))
             .await
