@@ -137,8 +137,13 @@ fn a_browser_that_dies_while_starting_is_started_again() {
         );
         std::fs::write(&fake, script).unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let r = run(&["probe", &site.url, "--mode", "browser", "--browser", &s(&fake), "--duration", "2s"]);
+        let report = t.path(&format!("report-{deaths}.json"));
+        let r = run(&["probe", &site.url, "--mode", "browser", "--browser", &s(&fake), "--duration", "2s", "--report", &s(&report)]);
         assert_eq!(r.code, code, "{deaths} deaths:\n{}", r.stderr);
+        if code == 0 {
+            let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+            assert_eq!(rep["browser"]["restarts"], deaths, "a death while starting is a restart too");
+        }
         assert_eq!(r.stderr.matches("exited before it opened its DevTools port").count(), deaths as usize, "{}", r.stderr);
         assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), (deaths + 1).min(3).to_string(), "three starts at most");
     }

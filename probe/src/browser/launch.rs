@@ -84,12 +84,12 @@ enum LaunchFailure {
 
 impl Browser {
     /// Starts the browser and connects to it; one that dies while starting is started again,
-    /// up to [`LAUNCH_ATTEMPTS`] times.
-    pub async fn launch(opts: &BrowserOptions) -> Result<Browser, ProbeError> {
+    /// up to [`LAUNCH_ATTEMPTS`] times. Also how many times it died first (restarts too).
+    pub async fn launch(opts: &BrowserOptions) -> Result<(Browser, u64), ProbeError> {
         let mut attempt = 1;
         loop {
             match Browser::launch_once(opts).await {
-                Ok(b) => return Ok(b),
+                Ok(b) => return Ok((b, u64::from(attempt - 1))),
                 Err(LaunchFailure::Died(e)) if attempt < LAUNCH_ATTEMPTS => {
                     tracing::warn!("{e}; starting it again");
                     attempt += 1;

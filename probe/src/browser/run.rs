@@ -23,7 +23,7 @@ use crate::sample::{Cause, Failure, LoadSample};
 pub struct BrowserStats {
     /// The browser's version string.
     pub version: String,
-    /// How many times it crashed and was started again.
+    /// How many times it died (while starting, or during the run) and was started again.
     pub restarts: u64,
     /// Peak resident memory of all its processes, bytes.
     pub peak_rss_bytes: u64,
@@ -51,7 +51,10 @@ impl Shared {
         }
         if guard.is_none() {
             match Browser::launch(&self.opts).await {
-                Ok(b) => *guard = Some(b),
+                Ok((b, died)) => {
+                    self.stats.lock().expect("stats lock").restarts += died;
+                    *guard = Some(b);
+                }
                 Err(e) => {
                     tracing::error!("{e}");
                     return None;
@@ -81,8 +84,8 @@ impl BrowserLoader {
         url: &Url,
         epoch: Instant,
     ) -> Result<BrowserLoader, ProbeError> {
-        let first = Browser::launch(browser).await?;
-        let stats = BrowserStats { version: first.version.clone(), ..BrowserStats::default() };
+        let (first, died) = Browser::launch(browser).await?;
+        let stats = BrowserStats { version: first.version.clone(), restarts: died, ..BrowserStats::default() };
         let shared = Arc::new(Shared { browser: tokio::sync::Mutex::new(Some(first)), opts: browser.clone(), stats: Mutex::new(stats), tabs: Mutex::default() });
         let sampler = {
             let shared = shared.clone();
