@@ -35,12 +35,26 @@ pub fn copy_hashing(mut r: impl Read, mut w: impl Write) -> io::Result<String> {
 }
 
 /// Like [`copy_hashing`], also returning the number of bytes.
-pub fn copy_hashing_sized(mut r: impl Read, mut w: impl Write) -> io::Result<(String, u64)> {
+pub fn copy_hashing_sized(r: impl Read, w: impl Write) -> io::Result<(String, u64)> {
+    copy_hashing_with(r, w, &mut vec![0u8; 64 * 1024])
+}
+
+/// sha256 and size of everything `r` yields.
+pub fn hash_reader(r: impl Read) -> io::Result<(String, u64)> {
+    copy_hashing_sized(r, io::sink())
+}
+
+/// Like [`hash_reader`], reading through `buf` (a caller hashing many files reuses one).
+pub fn hash_reader_with(r: impl Read, buf: &mut [u8]) -> io::Result<(String, u64)> {
+    copy_hashing_with(r, io::sink(), buf)
+}
+
+/// The one copy loop: `r` into `w` through `buf`, hashing on the way.
+fn copy_hashing_with(mut r: impl Read, mut w: impl Write, buf: &mut [u8]) -> io::Result<(String, u64)> {
     let mut h = Hasher::new();
-    let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
-        let n = match r.read(&mut buf) {
+        let n = match r.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -51,28 +65,6 @@ pub fn copy_hashing_sized(mut r: impl Read, mut w: impl Write) -> io::Result<(St
         size += n as u64;
     }
     Ok((h.finish(), size))
-}
-
-/// sha256 and size of everything `r` yields.
-pub fn hash_reader(r: impl Read) -> io::Result<(String, u64)> {
-    copy_hashing_sized(r, io::sink())
-}
-
-/// Like [`hash_reader`], reading through `buf` (a caller hashing many files reuses one).
-pub fn hash_reader_with(mut r: impl Read, buf: &mut [u8]) -> io::Result<(String, u64)> {
-    let mut h = Hasher::new();
-    let mut size = 0u64;
-    loop {
-        match r.read(buf) {
-            Ok(0) => return Ok((h.finish(), size)),
-            Ok(n) => {
-                h.update(&buf[..n]);
-                size += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 #[cfg(test)]
