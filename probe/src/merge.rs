@@ -238,6 +238,7 @@ fn browser(reports: &[&Report]) -> Option<crate::browser::run::BrowserStats> {
         restarts: stats.iter().map(|b| b.restarts).sum(),
         // Shards run on different machines: the largest one's memory, not a sum.
         peak_rss_bytes: stats.iter().map(|b| b.peak_rss_bytes).max().unwrap_or(0),
+        peak_pss_bytes: stats.iter().map(|b| b.peak_pss_bytes).max().unwrap_or(0),
         rss_samples: Vec::new(),
     })
 }

@@ -114,18 +114,21 @@ impl Connection {
             return Err(CdpError::Closed);
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut msg = json!({ "id": id, "method": method, "params": params });
-        if let Some(s) = session {
-            msg["sessionId"] = json!(s);
-        }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, tx);
-        self.out.send(msg.to_string()).map_err(|_| CdpError::Closed)?;
+        self.out.send(message(id, session, method, params)).map_err(|_| CdpError::Closed)?;
         match rx.await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(message)) => Err(CdpError::Protocol { method: method.into(), message }),
             Err(_) => Err(CdpError::Closed),
         }
+    }
+
+    /// Sends a command without waiting for it: its answer, or its error, is dropped when it comes.
+    /// For work the browser may do while the caller goes on.
+    pub fn send(&self, session: Option<&str>, method: &str, params: Value) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let _ = self.out.send(message(id, session, method, params));
     }
 
     /// Receives the events of `session` from now on.
@@ -139,4 +142,12 @@ impl Connection {
     pub fn unsubscribe(&self, session: &str) {
         self.sessions.lock().expect("sessions lock").remove(session);
     }
+}
+
+fn message(id: u64, session: Option<&str>, method: &str, params: Value) -> String {
+    let mut msg = json!({ "id": id, "method": method, "params": params });
+    if let Some(s) = session {
+        msg["sessionId"] = json!(s);
+    }
+    msg.to_string()
 }

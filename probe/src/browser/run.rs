@@ -25,8 +25,13 @@ pub struct BrowserStats {
     pub version: String,
     /// How many times it died (while starting, or during the run) and was started again.
     pub restarts: u64,
-    /// Peak resident memory of all its processes, bytes.
+    /// Peak resident memory of all its processes, bytes: a sum of each process's RSS, which
+    /// counts the pages they share (the browser's code) once per process.
     pub peak_rss_bytes: u64,
+    /// Peak proportional set size of all its processes, bytes: what the browser costs the
+    /// machine, shared pages counted once (Linux; 0 where unknown).
+    #[serde(default)]
+    pub peak_pss_bytes: u64,
     /// Resident memory once a second, bytes.
     pub rss_samples: Vec<u64>,
 }
@@ -90,14 +95,20 @@ impl BrowserLoader {
         let sampler = {
             let shared = shared.clone();
             tokio::spawn(async move {
+                // One sample a second however long a sample takes (reading `/proc` under load).
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
-                    let rss = shared.browser.lock().await.as_ref().map_or(0, |b| b.rss_bytes());
-                    {
-                        let mut st = shared.stats.lock().expect("stats lock");
-                        st.peak_rss_bytes = st.peak_rss_bytes.max(rss);
-                        st.rss_samples.push(rss);
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tick.tick().await;
+                    // The lock only to learn the process: loads must not wait for `/proc`.
+                    let root = shared.browser.lock().await.as_ref().and_then(Browser::pgid);
+                    let mem = match root {
+                        Some(root) => tokio::task::spawn_blocking(move || super::launch::memory(root)).await.unwrap_or_default(),
+                        None => super::launch::Memory::default(),
+                    };
+                    let mut st = shared.stats.lock().expect("stats lock");
+                    st.peak_rss_bytes = st.peak_rss_bytes.max(mem.rss_bytes);
+                    st.peak_pss_bytes = st.peak_pss_bytes.max(mem.pss_bytes);
+                    st.rss_samples.push(mem.rss_bytes);
                 }
             })
         };

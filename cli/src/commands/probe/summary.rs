@@ -51,12 +51,12 @@ pub fn print(r: &Report, printer: &Printer) {
     }
     printer.line(format_args!("  timeline |{}| (one mark a second: · all ok, ▁..█ share failed)", timeline_bar(r)));
     if let Some(b) = &r.browser {
-        printer.line(format_args!(
-            "  browser {}: peak memory {} , {} restart(s)",
-            b.version,
-            crate::printer::bytes(b.peak_rss_bytes),
-            b.restarts
-        ));
+        // PSS is what the browser costs the machine; the RSS sum counts shared pages many times.
+        let memory = match b.peak_pss_bytes {
+            0 => format!("{} (RSS summed over its processes)", crate::printer::bytes(b.peak_rss_bytes)),
+            pss => format!("{} (PSS)", crate::printer::bytes(pss)),
+        };
+        printer.line(format_args!("  browser {}: peak memory {memory}, {} restart(s)", b.version, b.restarts));
     }
     for rel in &r.releases_seen {
         printer.line(format_args!("  release {}: {} loads", rel.release, rel.loads));
