@@ -360,7 +360,10 @@ fn every_browser_load_starts_clean() {
     std::fs::write(
         t.path("site/index.html"),
         r#"<!doctype html><title>state</title><script>
-const leaked = [document.cookie.includes('seen=1') && 'cookie', localStorage.getItem('seen') && 'localStorage', sessionStorage.getItem('seen') && 'sessionStorage'].filter(Boolean);
+const leaked = [document.cookie.includes('seen=1') && 'cookie', localStorage.getItem('seen') && 'localStorage', sessionStorage.getItem('seen') && 'sessionStorage',
+  document.cookie.includes('late=1') && 'cookie set while leaving', localStorage.getItem('late') && 'localStorage set while leaving'].filter(Boolean);
+// A page that writes as it is left: the tab is cleaned only once it has gone.
+addEventListener('pagehide', () => { document.cookie = 'late=1; max-age=3600; path=/'; localStorage.setItem('late', '1'); });
 if (leaked.length) console.error('state leaked from an earlier load: ' + leaked.join(', '));
 document.cookie = 'seen=1; max-age=3600; path=/';
 localStorage.setItem('seen', '1');
