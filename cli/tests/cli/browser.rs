@@ -31,16 +31,28 @@ fn run_with_tmpdir(tmp: &std::path::Path, args: &[&str]) -> Run {
     deskew().args(args).env("TMPDIR", tmp).output().unwrap().into()
 }
 
+/// The live (not zombie) processes whose command line holds `marker` (a run's TMPDIR, where its
+/// browser profile lives): pid and command line, read from `/proc`.
+fn browser_processes(marker: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let live = stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'));
+        if live && cmdline.contains(marker) {
+            out.push((pid, cmdline));
+        }
+    }
+    out
+}
+
 /// No Chromium process of this probe run (its profile lives under `profile_marker`, the run's
 /// TMPDIR) may outlive the probe.
 fn assert_no_browser_left(profile_marker: &str) {
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let out = std::process::Command::new("ps").args(["-eo", "stat=,args="]).output().unwrap();
-    let alive: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(profile_marker) && !l.trim_start().starts_with('Z'))
-        .map(str::to_string)
-        .collect();
+    let alive: Vec<String> = browser_processes(profile_marker).into_iter().map(|(_, cmd)| cmd).collect();
     assert!(alive.is_empty(), "browser processes left running:\n{}", alive.join("\n"));
 }
 
@@ -207,8 +219,7 @@ fn spawn_browser_probe(url: &str, duration: &str, tmp: &std::path::Path, report:
 fn wait_for_renderer(marker: &str) {
     let start = std::time::Instant::now();
     loop {
-        let out = std::process::Command::new("ps").args(["-eo", "args="]).output().unwrap();
-        if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.contains(marker) && l.contains("--type=renderer") && !l.contains("--top-chrome-webui")) {
+        if browser_processes(marker).iter().any(|(_, cmd)| cmd.contains("--type=renderer") && !cmd.contains("--top-chrome-webui")) {
             return;
         }
         assert!(start.elapsed() < std::time::Duration::from_secs(20), "no renderer after 20 s");
@@ -217,15 +228,7 @@ fn wait_for_renderer(marker: &str) {
 }
 
 fn main_browser_pid(marker: &str) -> Option<u32> {
-    let out = std::process::Command::new("ps").args(["-eo", "pid=,stat=,args="]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-        let mut it = l.split_whitespace();
-        let pid = it.next()?.parse().ok()?;
-        let stat = it.next()?;
-        let args: Vec<&str> = it.collect();
-        let main = args.iter().any(|a| a.contains(marker)) && !args.iter().any(|a| a.starts_with("--type=")) && !stat.starts_with('Z');
-        main.then_some(pid)
-    })
+    browser_processes(marker).into_iter().find(|(_, cmd)| !cmd.contains(" --type=")).map(|(pid, _)| pid)
 }
 
 /// The browser is killed mid-run: the probe starts it again, reports the crash as a failed load
@@ -416,12 +419,7 @@ fn a_tab_in_flight_costs_one_renderer() {
     let marker = s(&tmp);
     let (mut most, mut ui) = (0, Vec::new());
     while child.try_wait().unwrap().is_none() {
-        let out = std::process::Command::new("ps").args(["-eo", "stat=,args="]).output().unwrap();
-        let renderers: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains(&marker) && l.contains("--type=renderer") && !l.trim_start().starts_with('Z'))
-            .map(str::to_string)
-            .collect();
+        let renderers: Vec<String> = browser_processes(&marker).into_iter().map(|(_, cmd)| cmd).filter(|cmd| cmd.contains("--type=renderer")).collect();
         most = most.max(renderers.len());
         ui.extend(renderers.into_iter().filter(|l| l.contains("--top-chrome-webui")));
         std::thread::sleep(std::time::Duration::from_millis(100));

@@ -127,9 +127,15 @@ struct QueueState {
 }
 
 impl Queue {
+    /// Queues a file for hashing; ignored once the queue is closed (after a read error, no hash
+    /// will be used).
     fn push(&self, source: PathBuf) {
-        self.state.lock().expect("queue lock").sources.push(source);
-        self.ready.notify_one();
+        let mut s = self.state.lock().expect("queue lock");
+        if !s.done {
+            s.sources.push(source);
+            drop(s);
+            self.ready.notify_one();
+        }
     }
 
     fn close(&self) {
@@ -137,7 +143,9 @@ impl Queue {
         self.ready.notify_all();
     }
 
-    /// Closes it and drops what is left: the walk failed, so no hash will be used.
+    /// Closes it and drops what is left: the walk or a read failed, so no hash will be used.
+    /// Files before the failing one were all taken already (files are taken in walk order), so
+    /// the first read error in walk order is still met.
     fn abandon(&self) {
         let mut s = self.state.lock().expect("queue lock");
         s.taken = s.sources.len();
@@ -212,7 +220,7 @@ fn hash_queued(queue: &Queue) -> Hashed {
         match hashed {
             Ok(h) => out.push((i, h)),
             Err(e) => {
-                queue.close(); // no point hashing more
+                queue.abandon(); // the other threads stop after the file they are hashing
                 return Err((i, ManifestError::Read { path: source, source: e }));
             }
         }
@@ -405,6 +413,9 @@ mod tests {
         queue.close();
         let err = hash_queued(&queue).unwrap_err();
         assert_eq!(err.0, 1);
+        // The rest is dropped, not hashed by the other threads, and the walk adds no more.
+        queue.push(dir.path().join("c"));
+        assert!(queue.take().is_none(), "files were left to hash after a read error");
         assert!(matches!(&err.1, ManifestError::Read { path, .. } if path.ends_with("gone-1")), "{}", err.1);
     }
 }
