@@ -146,7 +146,7 @@ fn a_browser_that_dies_while_starting_is_started_again() {
         let count = t.path(&format!("starts-{deaths}"));
         let fake = t.path(&format!("chromium-{deaths}"));
         let script = format!(
-            "#!/bin/sh\nn=$(cat '{c}' 2>/dev/null || echo 0)\necho $((n + 1)) > '{c}'\n[ \"$n\" -lt {deaths} ] && exit 1\nexec chromium \"$@\"\n",
+            "#!/bin/sh\nn=$(cat '{c}' 2>/dev/null || echo 0)\necho $((n + 1)) > '{c}'\n[ \"$n\" -lt {deaths} ] && {{ echo \"fake: no display $n\" >&2; exit 1; }}\nexec chromium \"$@\"\n",
             c = s(&count)
         );
         std::fs::write(&fake, script).unwrap();
@@ -158,7 +158,10 @@ fn a_browser_that_dies_while_starting_is_started_again() {
             let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
             assert_eq!(rep["browser"]["restarts"], deaths, "a death while starting is a restart too");
         }
-        assert_eq!(r.stderr.matches("exited before it opened its DevTools port").count(), deaths as usize, "{}", r.stderr);
+        assert_eq!(r.stderr.matches("exited before it opened its DevTools port; it said:").count(), deaths as usize, "{}", r.stderr);
+        for n in 0..deaths {
+            assert!(r.stderr.contains(&format!("  fake: no display {n}")), "what the browser said is quoted:\n{}", r.stderr);
+        }
         assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), (deaths + 1).min(3).to_string(), "three starts at most");
     }
 }
@@ -206,7 +209,7 @@ fn spawn_browser_probe(url: &str, duration: &str, tmp: &std::path::Path, report:
         if let Some(pid) = main_browser_pid(&s(tmp)) {
             return (child, pid);
         }
-        if start.elapsed() > std::time::Duration::from_secs(20) {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             panic!("the browser never started:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -222,7 +225,7 @@ fn wait_for_renderer(marker: &str) {
         if browser_processes(marker).iter().any(|(_, cmd)| cmd.contains("--type=renderer") && !cmd.contains("--top-chrome-webui")) {
             return;
         }
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "no renderer after 20 s");
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no renderer after 60 s");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -417,16 +420,23 @@ fn a_tab_in_flight_costs_one_renderer() {
         .spawn()
         .unwrap();
     let marker = s(&tmp);
-    let (mut most, mut ui) = (0, Vec::new());
+    let (mut counts, mut ui) = (Vec::new(), Vec::new());
     while child.try_wait().unwrap().is_none() {
         let renderers: Vec<String> = browser_processes(&marker).into_iter().map(|(_, cmd)| cmd).filter(|cmd| cmd.contains("--type=renderer")).collect();
-        most = most.max(renderers.len());
+        if !renderers.is_empty() {
+            counts.push(renderers.len());
+        }
         ui.extend(renderers.into_iter().filter(|l| l.contains("--top-chrome-webui")));
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(child.wait().unwrap().success());
     assert!(ui.is_empty(), "renderers for the browser's own UI ran:\n{}", ui.join("\n"));
-    // One per tab, the spare renderer Chromium keeps warm, and one more while a tab changes process.
-    assert!((1..=concurrency + 2).contains(&most), "{most} renderers at once for {concurrency} tabs in flight");
+    // One per tab and the spare renderer Chromium keeps warm, most of the time: while a tab is
+    // replaced, its old renderer may still be exiting (Chromium 156 shows 5-6 for a moment), so
+    // the median is judged, not the peak. With the window's UI renderers it is 7 for 3 tabs.
+    counts.sort_unstable();
+    assert!(counts.len() >= 10, "only {} samples saw the browser run", counts.len());
+    let median = counts[counts.len() / 2];
+    assert!(median <= concurrency + 1, "{median} renderers (median of {counts:?}) for {concurrency} tabs in flight");
     assert_no_browser_left(&marker);
 }

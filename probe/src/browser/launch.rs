@@ -75,12 +75,49 @@ pub fn find(opts: &BrowserOptions) -> Result<PathBuf, ProbeError> {
 /// How many times a browser that dies while starting is started again before the probe gives up.
 const LAUNCH_ATTEMPTS: u32 = 3;
 
+/// How long one start may take to open its DevTools port. A warm start takes well under a
+/// second; the first start on a machine whose page cache lost the browser (after a large build)
+/// reads some 300 MB from disk, and on a slow CI disk that took more than 30 s.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The last lines the browser printed before it failed to start, for the error message (its
+/// D-Bus complaints are noise in a container and left out).
+#[derive(Default)]
+struct Tail(std::collections::VecDeque<String>);
+
+impl Tail {
+    const LINES: usize = 5;
+
+    fn push(&mut self, line: String) {
+        if line.trim().is_empty() || line.contains("dbus") || line.contains("DBus") {
+            return;
+        }
+        if self.0.len() == Self::LINES {
+            self.0.pop_front();
+        }
+        self.0.push_back(line);
+    }
+}
+
+impl std::fmt::Display for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        write!(f, "; it said:")?;
+        for line in &self.0 {
+            write!(f, "\n  {line}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why one start failed.
 enum LaunchFailure {
     /// It started and died before it could be used (killed, crashed, out of memory): worth
     /// another try, as a crash later in the run is.
     Died(ProbeError),
-    /// Not there, not startable, or silent for 30 s: trying again would only repeat it.
+    /// Not there, not startable, or silent for [`START_TIMEOUT`]: trying again would only repeat it.
     Fatal(ProbeError),
 }
 
@@ -93,8 +130,8 @@ impl Browser {
             match Browser::launch_once(opts).await {
                 Ok(b) => return Ok((b, u64::from(attempt - 1))),
                 Err(LaunchFailure::Died(e)) if attempt < LAUNCH_ATTEMPTS => {
-                    tracing::warn!("{e}; starting it again");
                     attempt += 1;
+                    tracing::warn!("{e}\nstarting it again (start {attempt} of {LAUNCH_ATTEMPTS})");
                 }
                 Err(LaunchFailure::Died(e) | LaunchFailure::Fatal(e)) => return Err(e),
             }
@@ -128,11 +165,13 @@ impl Browser {
         let pgid = child.id();
         let stderr = child.stderr.take().expect("stderr is piped");
         let mut lines = BufReader::new(stderr).lines();
-        let ws = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut said = Tail::default();
+        let ws = tokio::time::timeout(START_TIMEOUT, async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(i) = line.find("ws://") {
                     return Some(line[i..].trim().to_string());
                 }
+                said.push(line);
             }
             None
         })
@@ -142,8 +181,11 @@ impl Browser {
         let mut browser_guard = Guard { pgid, done: false };
         let ws = match ws {
             Ok(Some(ws)) => ws,
-            Ok(None) => return Err(Died(ProbeError::Browser(format!("`{}` exited before it opened its DevTools port", exe.display())))),
-            Err(_) => return Err(Fatal(ProbeError::Browser(format!("`{}` did not open its DevTools port within 30s", exe.display())))),
+            Ok(None) => return Err(Died(ProbeError::Browser(format!("`{}` exited before it opened its DevTools port{said}", exe.display())))),
+            Err(_) => {
+                let secs = START_TIMEOUT.as_secs();
+                return Err(Fatal(ProbeError::Browser(format!("`{}` did not open its DevTools port within {secs}s{said}", exe.display()))));
+            }
         };
         let conn = Connection::connect(&ws).await.map_err(|e| Died(ProbeError::Browser(format!("the browser died while connecting: {e}"))))?;
         let version = conn
@@ -282,5 +324,18 @@ mod tests {
         // The running test process has some.
         assert!(pss_bytes(std::process::id()) > 0);
         assert_eq!(pss_bytes(u32::MAX), 0);
+    }
+
+    #[test]
+    fn a_failed_start_quotes_the_browsers_last_lines_without_its_dbus_noise() {
+        let mut tail = Tail::default();
+        assert_eq!(tail.to_string(), "", "nothing said, nothing added");
+        tail.push("[1:2:ERROR:dbus/bus.cc:405] Failed to connect to the bus".into());
+        tail.push("   ".into());
+        assert_eq!(tail.to_string(), "");
+        for i in 0..7 {
+            tail.push(format!("line {i}"));
+        }
+        assert_eq!(tail.to_string(), "; it said:\n  line 2\n  line 3\n  line 4\n  line 5\n  line 6");
     }
 }
