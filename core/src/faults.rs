@@ -29,6 +29,9 @@ pub struct Faults {
     pub unchecked_republish: bool,
     /// Gc does not read the mutable files: a release they serve is dropped if the policy says so.
     pub ignore_serving: bool,
+    /// Publish takes what it read ahead of hashing the build ([`crate::publish::Preread`]) as
+    /// read just now: the lease epoch and the time it judges a gc by are taken again later.
+    pub fresh_preread: bool,
 }
 
 impl Faults {
@@ -46,6 +49,7 @@ impl Faults {
             ("trust_stale_records", Faults { trust_stale_records: true, ..none }),
             ("unchecked_republish", Faults { unchecked_republish: true, ..none }),
             ("ignore_serving", Faults { ignore_serving: true, ..none }),
+            ("fresh_preread", Faults { fresh_preread: true, ..none }),
         ]
     }
 }

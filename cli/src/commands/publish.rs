@@ -52,7 +52,12 @@ impl Progress for Bar<'_> {
 pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Signals) -> Result<Status> {
     let started = Instant::now();
     let host = deskew_core::host::system();
-    let mut manifest = super::build_manifest(&a.dist, &a.classify, None)?;
+    // The build is hashed while the store is read ahead: for a retried publish of the newest
+    // release, the reads are most of its time.
+    let (dist, classify) = (a.dist.clone(), a.classify.clone());
+    let hashing = tokio::task::spawn_blocking(move || super::build_manifest(&dist, &classify, None));
+    let (manifest, ahead) = tokio::join!(hashing, read_ahead(&a, host.as_ref()));
+    let mut manifest = manifest.context("the manifest's hashing thread panicked")??;
     manifest.release = match a.release.clone() {
         Some(id) => id,
         None => ReleaseId::timestamped(host.now(), &manifest.digest),
@@ -60,7 +65,10 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
     if manifest.of_class(FileClass::Entry).next().is_none() {
         printer.warn(format_args!("no entry file (`*.html` or --entry) in `{}`", a.dist.display()));
     }
-    let store = open_store(&a).await?;
+    let (store, pre) = match ahead {
+        Some((store, pre)) => (store, Some(pre)),
+        None => (open_store(&a).await?, None),
+    };
     let policy = super::policy(a.keep, &a.retention).map(|p| Policy { published: Some(manifest.release.clone()), ..p });
     let release = manifest.release.clone();
     printer.status(if a.dry_run { "Planning" } else { "Publishing" }, format_args!("release {release} to {}", store.url()));
@@ -75,7 +83,7 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
         lease_wait: a.lock_timeout,
         ..PublishOptions::default()
     };
-    let report = publish::publish(store.as_ref(), host.as_ref(), &DirSource::new(&a.dist), manifest, &opts, &bar)
+    let report = publish::publish_after(store.as_ref(), host.as_ref(), &DirSource::new(&a.dist), manifest, pre, &opts, &bar)
         .await
         .with_context(|| format!("failed to publish release `{release}` to {}", store.url()))?;
     bar.bar.finish_and_clear();
@@ -101,6 +109,18 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
         printer.json(&Output { version: crate::formats::PUBLISH, store: store.url(), publish: &report, gc: gc_report.as_ref(), duration_ms: started.elapsed().as_millis() })?;
     }
     Ok(Status::Ok)
+}
+
+/// The store and what a publish reads first ([`publish::Preread`]), read while the build is
+/// hashed. Nothing is written: a store that does not exist yet is made (and read) only once the
+/// build is known to be good. Any error is left for the publish to meet again and report.
+async fn read_ahead(a: &PublishArgs, host: &dyn deskew_core::host::Host) -> Option<(Box<dyn deskew_core::Store>, publish::Preread)> {
+    if a.dry_run {
+        return None;
+    }
+    let store = stores::open(&a.store, Create::No, Access::Write).await.ok()?;
+    let pre = publish::Preread::read(store.as_ref(), host, a.release.as_ref()).await.ok()??;
+    Some((store, pre))
 }
 
 /// The store; for a dry run, read-only, and a directory that does not exist yet is an empty

@@ -202,3 +202,27 @@ fn server_stopped_mid_publish_then_rerun_completes() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["objects"], 123);
 }
+
+/// A retried publish of the newest release reads the store once: the bucket, the marker, the
+/// lease's top epoch, the records (a listing and the one record), one listing of the store (made while the
+/// build is hashed) and each mutable file; it writes nothing and lists nothing twice.
+#[test]
+fn a_retried_publish_reads_the_store_once() {
+    deskew_testkit::require!(S3);
+    let s3 = server();
+    let url = format!("s3://{}/{}", s3.bucket, deskew_testkit::unique_prefix("retry"));
+    let r = run_s3(&s3, &s3.endpoint, &["publish", &fixture("v1"), "--store", &url, "--release", "v1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let manifest = run(&["manifest", &fixture("v1"), "--json"]).json();
+    let mutable = manifest["files"].as_array().unwrap().iter().filter(|f| f["class"] == "mutable").count();
+    assert!(mutable > 0, "the fixture has mutable files to read back");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(deskew_testkit::proxy::FaultProxy::start(&s3.endpoint));
+    let r = run_s3(&s3, &proxy.url, &["publish", &fixture("v1"), "--store", &url, "--release", "v1", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["publish"]["outcome"], "already-complete");
+    assert_eq!(proxy.faults.puts.load(Ordering::SeqCst), 0, "nothing written");
+    let requests = proxy.faults.requests.load(Ordering::SeqCst);
+    assert_eq!(requests, 6 + mutable, "bucket, marker, lease, records listing, record, store listing and {mutable} mutable files");
+}

@@ -16,7 +16,8 @@
 //!
 //! Before step 1, a release published again while it is still the newest complete one, listed
 //! whole and with its mutable files holding its content, writes nothing
-//! ([`Outcome::AlreadyComplete`]).
+//! ([`Outcome::AlreadyComplete`]). The reads that come first (marker, lease epoch, records, and
+//! that listing) can be made while the build is still hashed ([`Preread`], [`publish_after`]).
 //!
 //! Killed at any step, the store holds at most a pending record (which says "not whole") and
 //! some files; rerunning the same publish resumes it.
@@ -306,6 +307,38 @@ impl Ctx<'_> {
     }
 }
 
+/// What a publish reads from the store before it looks at the build. It only reads, so it can
+/// run while the build is hashed (`deskew publish` does): the marker, the lease's top epoch, the
+/// records and, when the release named in advance is already the newest complete one (a retried
+/// pipeline), a listing of the whole store. A publish given one goes on from it as if it had
+/// read it itself at that moment: every step holds for any delay between the reads and what
+/// follows (the simulation puts a random one in), since any gc that may have run in between is
+/// seen by the lease's epoch, and the last step lists the store again before it completes.
+pub struct Preread {
+    skew: Duration,
+    read_at: crate::time::Timestamp,
+    lease_before: Option<u64>,
+    catalog: Catalog,
+    /// The store listed for a publish of this release, used only to find it still whole.
+    listing: Option<(ReleaseId, crate::store::Listing)>,
+}
+
+impl Preread {
+    /// Reads ahead for a publish of `release` (when its id is known before the build is
+    /// hashed). `None` where the place is not a store yet: the publish makes it first.
+    pub async fn read(store: &dyn Store, host: &dyn Host, release: Option<&ReleaseId>) -> Result<Option<Preread>, PublishError> {
+        let Some(marker) = marker::read(store).await? else { return Ok(None) };
+        let read_at = host.now();
+        let lease_before = lease::top_epoch(store).await?;
+        let catalog = Catalog::load(store).await?;
+        let listing = match release {
+            Some(r) if catalog.problems.is_empty() && plan::is_newest_complete(&catalog.records, r) => Some((r.clone(), store.list(None).await?)),
+            _ => None,
+        };
+        Ok(Some(Preread { skew: marker.max_clock_skew(), read_at, lease_before, catalog, listing }))
+    }
+}
+
 /// Publishes `manifest`, whose files `source` gives, to `store`.
 pub async fn publish(
     store: &dyn Store,
@@ -315,15 +348,30 @@ pub async fn publish(
     opts: &PublishOptions,
     progress: &dyn Progress,
 ) -> Result<PublishReport, PublishError> {
-    let skew = store_skew(store, host, opts.dry_run).await?;
-    let cfg = LeaseConfig { poll: opts.lease_poll, ..LeaseConfig::new(opts.lease_ttl, skew) };
-    let mut ctx = Ctx { exclusive: false, store, host, source, opts, progress, cfg, damaged: Default::default(), leftovers: true, catalog_read_at: host.now(), lease_before: None };
+    publish_after(store, host, source, manifest, None, opts, progress).await
+}
+
+/// [`publish`], going on from what [`Preread::read`] read while the build was hashed (a dry run
+/// reads again: it may run on a place that is not a store yet).
+pub async fn publish_after(
+    store: &dyn Store,
+    host: &dyn Host,
+    source: &dyn BuildSource,
+    manifest: Manifest,
+    pre: Option<Preread>,
+    opts: &PublishOptions,
+    progress: &dyn Progress,
+) -> Result<PublishReport, PublishError> {
+    let pre = match pre.filter(|_| !opts.dry_run) {
+        Some(p) if opts.faults.fresh_preread => Preread { read_at: host.now(), lease_before: lease::top_epoch(store).await?, ..p },
+        Some(p) => p,
+        None => read_now(store, host, opts.dry_run).await?,
+    };
+    let cfg = LeaseConfig { poll: opts.lease_poll, ..LeaseConfig::new(opts.lease_ttl, pre.skew) };
+    let mut ctx = Ctx { exclusive: false, store, host, source, opts, progress, cfg, damaged: Default::default(), leftovers: true, catalog_read_at: pre.read_at, lease_before: pre.lease_before };
     let mut report = empty_report(&manifest);
-    ctx.catalog_read_at = host.now();
-    if !opts.dry_run {
-        ctx.lease_before = lease::top_epoch(store).await?;
-    }
-    let (catalog, unreadable) = load_catalog(store, &manifest, &mut report).await?;
+    let (catalog, unreadable) = sort_problems(pre.catalog, &manifest, &mut report)?;
+    let listing = pre.listing.filter(|(r, _)| r == &manifest.release).map(|(_, l)| l);
     let own = catalog.get(&manifest.release);
     if let Some(own) = own.filter(|o| o.manifest.digest != manifest.digest) {
         return Err(different(store, &manifest.release, &own.manifest.digest));
@@ -336,7 +384,7 @@ pub async fn publish(
     }
     if !opts.dry_run && !opts.repair && !unreadable && plan::is_newest_complete(&catalog.records, &manifest.release) {
         let own = own.expect("the newest complete release is ours");
-        if opts.faults.unchecked_republish || unchanged(&ctx, own, &mut report).await? {
+        if opts.faults.unchecked_republish || unchanged(&ctx, own, listing, &mut report).await? {
             report.outcome = Outcome::AlreadyComplete;
             report.skipped = report.files;
             report.completed = own.completed;
@@ -388,8 +436,13 @@ pub async fn publish(
 /// every file of it with its size (one deleted outside deskew, by a bucket lifecycle rule or by
 /// hand, sends the publish through its steps, which put it back), and its mutable files hold its
 /// content (a publish of another release that died in its last step may have changed them).
-async fn unchanged(ctx: &Ctx<'_>, own: &ReleaseRecord, report: &mut PublishReport) -> Result<bool, PublishError> {
-    let listing = ctx.store.list(None).await?;
+/// A listing taken ahead ([`Preread`]) serves as well as one taken now: it only looks for files
+/// deleted outside deskew, which can happen just after any listing too.
+async fn unchanged(ctx: &Ctx<'_>, own: &ReleaseRecord, listing: Option<crate::store::Listing>, report: &mut PublishReport) -> Result<bool, PublishError> {
+    let listing = match listing {
+        Some(l) => l,
+        None => ctx.store.list(None).await?,
+    };
     note_problems(report, &listing);
     if !plan::missing(own, &plan::sizes(&listing.objects)).is_empty() {
         return Ok(false);
@@ -483,10 +536,17 @@ fn different(store: &dyn Store, release: &ReleaseId, existing: &str) -> PublishE
     PublishError::DifferentContent { release: release.clone(), store: store.url().into(), existing: existing.into() }
 }
 
-/// Reads the records; an unreadable one costs only dedupe (a warning), unless it is our own.
-/// Also says whether any record was unreadable.
-async fn load_catalog(store: &dyn Store, manifest: &Manifest, report: &mut PublishReport) -> Result<(Catalog, bool), PublishError> {
-    let mut catalog = Catalog::load(store).await?;
+/// The reads a publish starts from, made now (no [`Preread`] was made, or it is a dry run).
+async fn read_now(store: &dyn Store, host: &dyn Host, dry_run: bool) -> Result<Preread, PublishError> {
+    let skew = store_skew(store, host, dry_run).await?;
+    let read_at = host.now();
+    let lease_before = if dry_run { None } else { lease::top_epoch(store).await? };
+    Ok(Preread { skew, read_at, lease_before, catalog: Catalog::load(store).await?, listing: None })
+}
+
+/// Sorts out the records that could not be read: one costs only dedupe (a warning), unless it
+/// is our own. Also says whether any record was unreadable.
+fn sort_problems(mut catalog: Catalog, manifest: &Manifest, report: &mut PublishReport) -> Result<(Catalog, bool), PublishError> {
     let unreadable = !catalog.problems.is_empty();
     for p in std::mem::take(&mut catalog.problems) {
         if let CatalogError::Record(crate::release::RecordError::Parse { key, .. }) = &p {

@@ -108,6 +108,10 @@ struct Ctx {
     builds: Vec<Build>,
     skews: HashMap<usize, i64>,
     rng: Rng,
+    /// Whether and how long each publisher reads the store ahead of hashing its build, as
+    /// `deskew publish` does (its own generator: the schedules the other draws make stay as
+    /// they were).
+    ahead: Rng,
 }
 
 const SKEW_MS: u64 = DEFAULT_MAX_CLOCK_SKEW.as_millis() as u64;
@@ -140,8 +144,20 @@ fn spawn_publisher(ex: &mut Executor, ctx: &mut Ctx, oracle: &mut Oracle, releas
     oracle.roles.insert(actor_id, Role::Publisher { release: rid(release), policy: policy.clone() });
     oracle.started.insert(actor_id, ctx.world.lock().unwrap_or_else(|e| e.into_inner()).now);
     let faults = ctx.faults;
+    // Half the publishers read ahead, then hash for up to 5 s of simulated time while the other
+    // actors go on, and publish from what they read.
+    let ahead = ctx.ahead.percent(50).then(|| Duration::from_millis(ctx.ahead.below(5_000)));
     let fut = actor(async move {
-        let r = publish::publish(&store, &host, &source, manifest, &publish_opts(faults), &NoProgress).await;
+        let r = match ahead {
+            Some(hashing) => match publish::Preread::read(&store, &host, Some(&rid(release))).await {
+                Ok(pre) => {
+                    deskew_core::host::Host::sleep(&host, hashing).await;
+                    publish::publish_after(&store, &host, &source, manifest, pre, &publish_opts(faults), &NoProgress).await
+                }
+                Err(_) => publish::publish(&store, &host, &source, manifest, &publish_opts(faults), &NoProgress).await,
+            },
+            None => publish::publish(&store, &host, &source, manifest, &publish_opts(faults), &NoProgress).await,
+        };
         let (returned_at, complete_on_return) = store.truth_state(&rid(release));
         let out = PublisherOut { publish: r.as_ref().map(|r| (r.outcome, r.repaired)).map_err(|e| deskew_core::error_chain(e)), returned_at, complete_on_return };
         if let (Ok(_), Some(p)) = (&r, policy) {
@@ -206,7 +222,7 @@ pub fn run_with(seed: u64, model: Model, faults: Faults, trace: bool) -> Outcome
         w.log = Some(Vec::new());
     }
     let world: WorldRef = Arc::new(Mutex::new(w));
-    let mut ctx = Ctx { faults: Faults::default(), world: world.clone(), builds: builds(&mut rng), skews: HashMap::new(), rng: Rng::new(seed ^ 0xabcdef) };
+    let mut ctx = Ctx { faults: Faults::default(), world: world.clone(), builds: builds(&mut rng), skews: HashMap::new(), rng: Rng::new(seed ^ 0xabcdef), ahead: Rng::new(seed ^ 0x5eed_a4ead) };
     let mut oracle = Oracle::new(DEFAULT_MAX_CLOCK_SKEW);
     oracle.mutable_keys = ctx.builds.iter().flat_map(|b| b.files.iter()).filter(|f| f.class == FileClass::Mutable).map(|f| f.path.clone()).collect();
     let mut ex = Executor::new(world.clone(), Rng::new(seed.wrapping_mul(31)), quiet());
