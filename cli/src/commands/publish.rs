@@ -9,6 +9,7 @@ use deskew_core::progress::Progress;
 use deskew_core::publish::{self, DirSource, Outcome, PublishOptions, PublishReport};
 use deskew_core::release::ReleaseId;
 use deskew_core::retention::Policy;
+use deskew_core::store::url::StoreUrl;
 use deskew_core::{FileClass, Key};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -54,10 +55,12 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
     let host = deskew_core::host::system();
     // The build is hashed while the store is read ahead: for a retried publish of the newest
     // release, the reads are most of its time.
+    // A bad build is reported at once, without waiting for the store; the store's own errors
+    // only once the build is known to be good, as before any read was made ahead.
     let (dist, classify) = (a.dist.clone(), a.classify.clone());
-    let hashing = tokio::task::spawn_blocking(move || super::build_manifest(&dist, &classify, None));
-    let (manifest, ahead) = tokio::join!(hashing, read_ahead(&a, host.as_ref()));
-    let mut manifest = manifest.context("the manifest's hashing thread panicked")??;
+    let hashing = async move { tokio::task::spawn_blocking(move || super::build_manifest(&dist, &classify, None)).await.context("the manifest's hashing thread panicked")? };
+    let ahead = async { Ok(read_ahead(&a, host.as_ref()).await) };
+    let (mut manifest, ahead) = tokio::try_join!(hashing, ahead)?;
     manifest.release = match a.release.clone() {
         Some(id) => id,
         None => ReleaseId::timestamped(host.now(), &manifest.digest),
@@ -65,8 +68,11 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
     if manifest.of_class(FileClass::Entry).next().is_none() {
         printer.warn(format_args!("no entry file (`*.html` or --entry) in `{}`", a.dist.display()));
     }
-    let (store, pre) = match ahead {
-        Some((store, pre)) => (store, Some(pre)),
+    let (store, pre) = match ahead? {
+        Some((store, pre)) => {
+            let pre = pre.with_context(|| format!("failed to publish release `{}` to {}", manifest.release, store.url()))?;
+            (store, pre)
+        }
         None => (open_store(&a).await?, None),
     };
     let policy = super::policy(a.keep, &a.retention).map(|p| Policy { published: Some(manifest.release.clone()), ..p });
@@ -112,15 +118,20 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
 }
 
 /// The store and what a publish reads first ([`publish::Preread`]), read while the build is
-/// hashed. Nothing is written: a store that does not exist yet is made (and read) only once the
-/// build is known to be good. Any error is left for the publish to meet again and report.
-async fn read_ahead(a: &PublishArgs, host: &dyn deskew_core::host::Host) -> Option<(Box<dyn deskew_core::Store>, publish::Preread)> {
+/// hashed. Nothing is written: a directory store that does not exist yet is made (and read) only
+/// once the build is known to be good (`None`, as for a dry run). An error opening any other
+/// store is the one opening it later would meet.
+async fn read_ahead(a: &PublishArgs, host: &dyn deskew_core::host::Host) -> Result<Option<(Box<dyn deskew_core::Store>, Result<Option<publish::Preread>, publish::PublishError>)>> {
     if a.dry_run {
-        return None;
+        return Ok(None);
     }
-    let store = stores::open(&a.store, Create::No, Access::Write).await.ok()?;
-    let pre = publish::Preread::read(store.as_ref(), host, a.release.as_ref()).await.ok()??;
-    Some((store, pre))
+    let store = match stores::open(&a.store, Create::No, Access::Write).await {
+        Ok(store) => store,
+        Err(_) if matches!(StoreUrl::parse(&a.store.store), Ok(StoreUrl::File(_))) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let pre = publish::Preread::read(store.as_ref(), host, a.release.as_ref()).await;
+    Ok(Some((store, pre)))
 }
 
 /// The store; for a dry run, read-only, and a directory that does not exist yet is an empty
