@@ -119,11 +119,15 @@ impl Progress for Waits<'_> {
 
 /// Builds the manifest of `dist`.
 pub fn build_manifest(dist: &std::path::Path, c: &ClassifyArgs, release: Option<deskew_core::ReleaseId>) -> Result<Manifest> {
+    Ok(Manifest::from_dir(dist, &build_options(c, release)?)?)
+}
+
+/// How to build a manifest: the globs and rules checked, each error naming the flag.
+pub fn build_options(c: &ClassifyArgs, release: Option<deskew_core::ReleaseId>) -> Result<BuildOptions> {
     for g in &c.exclude {
         globset::Glob::new(g).with_context(|| format!("invalid --exclude glob `{g}`"))?;
     }
     let classifier = Classifier::with_mutable(&c.entry, &c.mutable, &c.immutable)?;
     let headers = deskew_core::headers::HeaderRules::new(&c.cache_control, &c.content_type)?;
-    let opts = BuildOptions { classifier, headers, exclude: c.exclude.clone(), release };
-    Ok(Manifest::from_dir(dist, &opts)?)
+    Ok(BuildOptions { classifier, headers, exclude: c.exclude.clone(), release })
 }

@@ -57,8 +57,14 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
     // release, the reads are most of its time.
     // A bad build is reported at once, without waiting for the store; the store's own errors
     // only once the build is known to be good, as before any read was made ahead.
-    let (dist, classify) = (a.dist.clone(), a.classify.clone());
-    let hashing = async move { tokio::task::spawn_blocking(move || super::build_manifest(&dist, &classify, None)).await.context("the manifest's hashing thread panicked")? };
+    // The flags and the build directory are checked before the store is touched at all (a
+    // store that hangs, a directory store on a stalled mount, cannot hold back a typo's error).
+    let build = super::build_options(&a.classify, None)?;
+    if !a.dist.is_dir() {
+        deskew_core::Manifest::from_dir(&a.dist, &build)?;
+    }
+    let dist = a.dist.clone();
+    let hashing = async move { tokio::task::spawn_blocking(move || anyhow::Ok(deskew_core::Manifest::from_dir(&dist, &build)?)).await.context("the manifest's hashing thread panicked")? };
     let ahead = async { Ok(read_ahead(&a, host.as_ref()).await) };
     let (mut manifest, ahead) = tokio::try_join!(hashing, ahead)?;
     manifest.release = match a.release.clone() {
@@ -130,7 +136,9 @@ async fn read_ahead(a: &PublishArgs, host: &dyn deskew_core::host::Host) -> Resu
         Err(_) if matches!(StoreUrl::parse(&a.store.store), Ok(StoreUrl::File(_))) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let pre = publish::Preread::read(store.as_ref(), host, a.release.as_ref()).await;
+    // A repair lists the store its own way: no listing ahead for it.
+    let release = a.release.as_ref().filter(|_| !a.repair);
+    let pre = publish::Preread::read(store.as_ref(), host, release).await;
     Ok(Some((store, pre)))
 }
 

@@ -332,7 +332,9 @@ impl Preread {
         let lease_before = lease::top_epoch(store).await?;
         let catalog = Catalog::load(store).await?;
         let listing = match release {
-            Some(r) if catalog.problems.is_empty() && plan::is_newest_complete(&catalog.records, r) => Some((r.clone(), store.list(None).await?)),
+            // Only a shortcut: if it fails, the publish lists the store itself when it needs to
+            // (a build whose content differs needs no listing, and gets its own error).
+            Some(r) if catalog.problems.is_empty() && plan::is_newest_complete(&catalog.records, r) => store.list(None).await.ok().map(|l| (r.clone(), l)),
             _ => None,
         };
         Ok(Some(Preread { skew: marker.max_clock_skew(), read_at, lease_before, catalog, listing }))
