@@ -53,12 +53,11 @@ impl Progress for Bar<'_> {
 pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Signals) -> Result<Status> {
     let started = Instant::now();
     let host = deskew_core::host::system();
-    // The build is hashed while the store is read ahead: for a retried publish of the newest
-    // release, the reads are most of its time.
-    // A bad build is reported at once, without waiting for the store; the store's own errors
-    // only once the build is known to be good, as before any read was made ahead.
-    // The flags and the build directory are checked before the store is touched at all (a
-    // store that hangs, a directory store on a stalled mount, cannot hold back a typo's error).
+    // The build is hashed while the store is read ahead (for a retried publish of the newest
+    // release, the reads are most of its time). The flags and the build directory are checked
+    // before the store is touched at all, and an error found while hashing ends the command at
+    // once: a store that hangs cannot hold back a bad build's error. The store's own errors come
+    // only once the build is known to be good.
     let build = super::build_options(&a.classify, None)?;
     if !a.dist.is_dir() {
         deskew_core::Manifest::from_dir(&a.dist, &build)?;
@@ -123,11 +122,14 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
     Ok(Status::Ok)
 }
 
+/// The store opened ahead, and what was read from it (or the publish's error reading it).
+type Ahead = Option<(Box<dyn deskew_core::Store>, Result<Option<publish::Preread>, publish::PublishError>)>;
+
 /// The store and what a publish reads first ([`publish::Preread`]), read while the build is
 /// hashed. Nothing is written: a directory store that does not exist yet is made (and read) only
 /// once the build is known to be good (`None`, as for a dry run). An error opening any other
 /// store is the one opening it later would meet.
-async fn read_ahead(a: &PublishArgs, host: &dyn deskew_core::host::Host) -> Result<Option<(Box<dyn deskew_core::Store>, Result<Option<publish::Preread>, publish::PublishError>)>> {
+async fn read_ahead(a: &PublishArgs, host: &dyn deskew_core::host::Host) -> Result<Ahead> {
     if a.dry_run {
         return Ok(None);
     }

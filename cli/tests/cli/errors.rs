@@ -12,6 +12,15 @@ fn dist_with(files: &[(&str, &str)]) -> Scratch {
     t
 }
 
+/// A build whose `leak.js` links to a file outside it.
+#[cfg(unix)]
+fn dist_with_a_link_out() -> Scratch {
+    let t = dist_with(&[("index.html", "x")]);
+    std::fs::write(t.path("secret"), "secret").unwrap();
+    std::os::unix::fs::symlink(t.path("secret"), t.path("dist/leak.js")).unwrap();
+    t
+}
+
 #[track_caller]
 fn assert_fails(args: &[&str], needle: &str) -> Run {
     let r = run(args);
@@ -35,9 +44,7 @@ fn missing_dist() {
 #[cfg(unix)]
 #[test]
 fn a_bad_build_is_reported_without_waiting_for_a_silent_store() {
-    let t = dist_with(&[("index.html", "x")]);
-    std::fs::write(t.path("secret"), "secret").unwrap();
-    std::os::unix::fs::symlink(t.path("secret"), t.path("dist/leak.js")).unwrap();
+    let t = dist_with_a_link_out();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", silent.local_addr().unwrap());
     for (dist, says) in [(t.path("nope"), "does not exist"), (t.path("dist"), "points outside the build directory")] {
@@ -80,9 +87,7 @@ fn empty_dist() {
 #[cfg(unix)]
 #[test]
 fn symlink_out_of_dist() {
-    let t = dist_with(&[("index.html", "x")]);
-    std::fs::write(t.path("secret"), "secret").unwrap();
-    std::os::unix::fs::symlink(t.path("secret"), t.path("dist/leak.js")).unwrap();
+    let t = dist_with_a_link_out();
     assert_fails(&["publish", &s(&t.path("dist")), "--store", &t.store()], "points outside the build directory");
     assert!(!t.path("store").exists());
 }

@@ -148,16 +148,16 @@ fn spawn_publisher(ex: &mut Executor, ctx: &mut Ctx, oracle: &mut Oracle, releas
     // actors go on, and publish from what they read.
     let ahead = ctx.ahead.percent(50).then(|| Duration::from_millis(ctx.ahead.below(5_000)));
     let fut = actor(async move {
-        let r = match ahead {
-            Some(hashing) => match publish::Preread::read(&store, &host, Some(&rid(release))).await {
-                Ok(pre) => {
-                    deskew_core::host::Host::sleep(&host, hashing).await;
-                    publish::publish_after(&store, &host, &source, manifest, pre, &publish_opts(faults), &NoProgress).await
-                }
-                Err(_) => publish::publish(&store, &host, &source, manifest, &publish_opts(faults), &NoProgress).await,
-            },
-            None => publish::publish(&store, &host, &source, manifest, &publish_opts(faults), &NoProgress).await,
+        let pre = match ahead {
+            // A failed read ahead is read again by the publish, as `deskew publish` does.
+            Some(hashing) => {
+                let pre = publish::Preread::read(&store, &host, Some(&rid(release))).await.ok().flatten();
+                deskew_core::host::Host::sleep(&host, hashing).await;
+                pre
+            }
+            None => None,
         };
+        let r = publish::publish_after(&store, &host, &source, manifest, pre, &publish_opts(faults), &NoProgress).await;
         let (returned_at, complete_on_return) = store.truth_state(&rid(release));
         let out = PublisherOut { publish: r.as_ref().map(|r| (r.outcome, r.repaired)).map_err(|e| deskew_core::error_chain(e)), returned_at, complete_on_return };
         if let (Ok(_), Some(p)) = (&r, policy) {
