@@ -206,6 +206,28 @@ fn guarded() -> aws_sdk_s3::config::Builder {
         .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(limit).operation_attempt_timeout(limit).build())
 }
 
+/// Signs a request with a body whose sha256 (lower-case hex) is already known: SigV4's payload
+/// hash is that sha256, so the SDK need not hash the body again, and a server that checks
+/// `x-amz-content-sha256` (AWS S3 does) checks the bytes it received against deskew's digest.
+#[derive(Debug)]
+struct SignedPayload(String);
+
+impl aws_sdk_s3::config::Intercept for SignedPayload {
+    fn name(&self) -> &'static str {
+        "deskew::SignedPayload"
+    }
+
+    fn modify_before_signing(
+        &self,
+        _: &mut aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        cfg.interceptor_state().store_put(aws_runtime::auth::PayloadSigningOverride::Precomputed(self.0.clone()));
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Store for S3Store {
     fn url(&self) -> &str {
@@ -240,6 +262,9 @@ impl Store for S3Store {
                 Err(e) => return Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
             }
         }
+        // The body's sha256 is known here when the caller gave one (it was just checked), so the
+        // request is signed with it instead of the SDK hashing the body a second time.
+        let signed_with = opts.sha256.clone();
         let mut req = self.client.put_object().bucket(&self.bucket).key(self.full(key)).body(ByteStream::from(bytes));
         if let Some(ct) = &opts.content_type {
             req = req.content_type(ct);
@@ -254,11 +279,14 @@ impl Store for S3Store {
             req = req.if_none_match("*");
         }
         WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str())?;
-        if opts.guard.is_some() {
-            req.customize().config_override(guarded()).send().await.map_err(|e| self.put_error(key, opts, e))?;
-        } else {
-            req.send().await.map_err(|e| self.put_error(key, opts, e))?;
+        let mut req = req.customize();
+        if let Some(sha) = signed_with {
+            req = req.interceptor(SignedPayload(sha));
         }
+        if opts.guard.is_some() {
+            req = req.config_override(guarded());
+        }
+        req.send().await.map_err(|e| self.put_error(key, opts, e))?;
         Ok(())
     }
 

@@ -123,6 +123,28 @@ async fn large_files_use_multipart() {
     assert_eq!(listed, ["assets/big.0123abcd.bin"]);
 }
 
+/// Files are PUT signed with the sha256 deskew computed (the SDK does not hash them again), and
+/// that digest is the body's: a server that checks it, as AWS S3 does, accepts every one. A file
+/// changed after the manifest was made is refused by deskew before it is sent.
+#[tokio::test]
+async fn files_are_signed_with_their_own_sha256() {
+    deskew_testkit::require!(S3);
+    let proxy = FaultProxy::start(&endpoint()).await;
+    let store = connect(&proxy.url, &deskew_testkit::unique_prefix("signed")).await.unwrap();
+    let m = publish_fixture(&store, "v1").await;
+    let checked = proxy.faults.payloads_checked.load(Ordering::SeqCst);
+    assert!(checked >= m.files.len(), "{checked} PUTs checked against their signed sha256 for {} files", m.files.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<html>v9</html>").unwrap();
+    std::fs::write(dir.path().join("app-3f2a1c.js"), "console.log(9)").unwrap();
+    let m = Manifest::from_dir(dir.path(), &BuildOptions::default()).unwrap();
+    std::fs::write(dir.path().join("app-3f2a1c.js"), "console.log(10)").unwrap();
+    let err = publish::publish(&store, &SystemHost, &DirSource::new(dir.path()), m, &PublishOptions::default(), &NoProgress).await.unwrap_err();
+    let msg = deskew_core::error_chain(&err);
+    assert!(msg.contains("app-3f2a1c.js") && !msg.contains("XAmzContentSHA256Mismatch"), "{msg}");
+}
+
 /// Throttling (503 SlowDown) for a while: the SDK's bounded retries ride it out.
 #[tokio::test]
 async fn publish_survives_throttling() {

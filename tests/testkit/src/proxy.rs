@@ -1,8 +1,9 @@
 //! A reverse proxy for fault tests, in front of a real S3 server: it can answer `503 SlowDown`
 //! to the next N requests (throttling), stand in for a server that accepts `If-None-Match: *` but
 //! overwrites anyway, answer `502` while its upstream is down, serve TLS with a test certificate,
-//! and count what passed. Requests it forwards keep their `Host` header, so SigV4 signatures stay
-//! valid.
+//! and count what passed. Like AWS S3, it refuses a PUT whose body does not match the sha256 its
+//! `x-amz-content-sha256` header signed (SeaweedFS does not check it). Requests it forwards keep
+//! their `Host` header, so SigV4 signatures stay valid.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub struct Faults {
     pub throttled: AtomicUsize,
     /// PUT requests forwarded.
     pub puts: AtomicUsize,
+    /// PUTs whose signed payload hash was a sha256 (not `UNSIGNED-PAYLOAD`) and matched the body.
+    pub payloads_checked: AtomicUsize,
 }
 
 /// A running proxy; stops when dropped.
@@ -123,6 +126,14 @@ async fn handle(
         return Ok(Response::builder().status(StatusCode::OK).header("etag", "\"0\"").body(Full::new(Bytes::new())).unwrap());
     }
     if parts.method == hyper::Method::PUT {
+        let signed = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if signed.len() == 64 && signed.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !signed.eq_ignore_ascii_case(&deskew_core::digest::sha256_hex(&body)) {
+                let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>XAmzContentSHA256Mismatch</Code><Message>The provided 'x-amz-content-sha256' header does not match what was computed.</Message></Error>";
+                return Ok(Response::builder().status(StatusCode::BAD_REQUEST).header("content-type", "application/xml").body(Full::new(Bytes::from(xml))).unwrap());
+            }
+            faults.payloads_checked.fetch_add(1, Ordering::SeqCst);
+        }
         faults.puts.fetch_add(1, Ordering::SeqCst);
         let delay = faults.put_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
