@@ -63,7 +63,9 @@ pub enum Command {
     Init(InitArgs),
     /// The deployment downtime test: load the page and everything it needs, continuously,
     /// for a duration or around a deploy command; exit 1 if the SLO is missed.
-    #[command(after_help = "Example:\n  deskew probe https://web.example/ --concurrency 8 --report probe.json -- kubectl rollout status deploy/web\n\nExit codes: 0 SLO met, 1 SLO missed (failed loads), 2 usage, 3 the deploy command failed, 4 the page or the store unreachable, 129/130/143 interrupted (reports written, the deploy command's process group stopped).")]
+    #[command(
+        after_help = "Example:\n  deskew probe https://web.example/ --concurrency 8 --report probe.json -- kubectl rollout status deploy/web\n\nExit codes: 0 SLO met, 1 SLO missed (failed loads), 2 usage, 3 the deploy command failed, 4 the page or the store unreachable, 129/130/143 interrupted (reports written, the deploy command's process group stopped)."
+    )]
     Probe(Box<ProbeCommand>),
     /// See the outage deskew prevents, and the fix, in under a minute with nothing but this
     /// binary: a sample app rolled from v1 to v2 on three in-process pods, probed without and

@@ -4,8 +4,8 @@
 //! Exit codes are the same for every command: see [`exit`].
 
 mod args;
-mod config;
 pub(crate) mod commands;
+mod config;
 mod exit;
 pub mod formats;
 mod printer;
@@ -13,7 +13,6 @@ mod signals;
 mod stores;
 
 use std::process::ExitCode;
-
 
 use args::Cli;
 use printer::Printer;

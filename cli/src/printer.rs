@@ -120,9 +120,8 @@ impl Printer {
         if !self.bars {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{prefix:>12.cyan.bold} {spinner} {elapsed} {msg}").expect("valid template"),
-        );
+        let bar =
+            ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{prefix:>12.cyan.bold} {spinner} {elapsed} {msg}").expect("valid template"));
         bar.set_draw_target(ProgressDrawTarget::stderr());
         bar.set_prefix(what.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -36,7 +36,9 @@ impl Signals {
                             me.cancel.cancel();
                         }
                         1 if me.cancel.in_critical() => {
-                            tracing::warn!("finishing the last writes (the files the store serves and the record); signal again to exit at once and leave them mixed");
+                            tracing::warn!(
+                                "finishing the last writes (the files the store serves and the record); signal again to exit at once and leave them mixed"
+                            );
                         }
                         // The user insists.
                         _ => std::process::exit(128 + number),

@@ -40,7 +40,13 @@ pub async fn open(args: &StoreArgs, create: Create, access: Access) -> Result<Bo
             let opts = S3Options {
                 endpoint_url: args.s3.endpoint_url.clone(),
                 region: args.s3.region.clone(),
-                path_style: if args.s3.path_style { Some(true) } else if args.s3.virtual_hosted { Some(false) } else { None },
+                path_style: if args.s3.path_style {
+                    Some(true)
+                } else if args.s3.virtual_hosted {
+                    Some(false)
+                } else {
+                    None
+                },
                 ca_bundle: args.s3.ca_bundle.clone(),
                 max_attempts: args.s3.max_attempts,
                 probe_conditional_writes: access == Access::Write,

@@ -50,11 +50,7 @@ impl Classifier {
     /// As [`Classifier::new`], with globs of files that are mutable whatever their names look
     /// like (a name whose number is not a content hash). Entry globs win, then mutable ones.
     pub fn with_mutable(entry: &[String], mutable: &[String], immutable: &[String]) -> Result<Classifier, GlobError> {
-        let entry = if entry.is_empty() {
-            Self::DEFAULT_ENTRY.iter().map(|s| s.to_string()).collect()
-        } else {
-            entry.to_vec()
-        };
+        let entry = if entry.is_empty() { Self::DEFAULT_ENTRY.iter().map(|s| s.to_string()).collect() } else { entry.to_vec() };
         Ok(Classifier { entry: build(&entry)?, mutable: build(mutable)?, immutable: build(immutable)?, among_hashes: Arc::default() })
     }
 
@@ -124,11 +120,7 @@ pub fn has_content_hash(name: &str) -> bool {
         return false;
     }
     segments.pop(); // the extension
-    segments.iter().any(|seg| {
-        is_hex_hash(seg)
-            || seg.rsplit_once('-').is_some_and(|(head, tail)| !head.is_empty() && is_hex_hash(tail))
-            || rollup_hash(seg)
-    })
+    segments.iter().any(|seg| is_hex_hash(seg) || seg.rsplit_once('-').is_some_and(|(head, tail)| !head.is_empty() && is_hex_hash(tail)) || rollup_hash(seg))
 }
 
 /// Of `paths`, those whose name carries a `-` token of 8 characters that reads like a word
@@ -176,10 +168,7 @@ fn wordlike_token(name: &str) -> bool {
 }
 
 fn is_hex_hash(s: &str) -> bool {
-    s.len() >= 8
-        && s.bytes().all(|b| b.is_ascii_hexdigit())
-        && s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes().any(|b| b.is_ascii_alphabetic())
+    s.len() >= 8 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 fn rollup_hash(seg: &str) -> bool {
@@ -253,7 +242,8 @@ mod tests {
     #[test]
     fn word_like_hashes_among_hashes_are_hashes() {
         let mut build: Vec<String> = (0..40).map(|i| format!("assets/chunk{i}-B0thXP{i:02}.js")).collect();
-        build.extend(["assets/css3246-pgauiJmn.css", "assets/font3663-symyEzr-.woff2", "assets/app-settings.js", "assets/data-20261129.json"].map(String::from));
+        build
+            .extend(["assets/css3246-pgauiJmn.css", "assets/font3663-symyEzr-.woff2", "assets/app-settings.js", "assets/data-20261129.json"].map(String::from));
         build.extend(["src/hooks-useState.js", "src/index-B0thXP3Q.js"].map(String::from));
         let c = Classifier::default().with_build_paths(build.iter().map(String::as_str));
         assert_eq!(c.classify("assets/css3246-pgauiJmn.css"), FileClass::Immutable);

@@ -113,7 +113,9 @@ pub enum GcError {
     /// A listed record was gone when read. Under the lease only gc deletes records, so
     /// something else does (a lifecycle rule, a hand); its release's files would look
     /// unreferenced. Nothing was deleted.
-    #[error("{store}: release record `{key}` was listed but gone when read; something other than deskew's gc deletes release records (a lifecycle rule on `.deskew/`?), so gc deleted nothing; stop it, then publish that release again or delete its files by hand")]
+    #[error(
+        "{store}: release record `{key}` was listed but gone when read; something other than deskew's gc deletes release records (a lifecycle rule on `.deskew/`?), so gc deleted nothing; stop it, then publish that release again or delete its files by hand"
+    )]
     RecordVanished {
         /// The store.
         store: String,
@@ -170,7 +172,7 @@ pub enum GcError {
         attempted: usize,
         /// The first failure.
         #[source]
-        first: StoreError,
+        first: Box<StoreError>,
     },
 }
 
@@ -248,10 +250,15 @@ pub async fn run(store: &dyn Store, host: &dyn Host, opts: &GcOptions, progress:
 fn make_plan(snap: &Snapshot, opts: &GcOptions, host: &dyn Host, cfg: LeaseConfig) -> Result<GcPlan, GcError> {
     let faulty: Vec<ReleaseRecord>;
     let records = if opts.faults.rank_by_creation {
-        faulty = snap.records.iter().cloned().map(|mut r| {
-            r.completed = r.completed.map(|_| r.created);
-            r
-        }).collect();
+        faulty = snap
+            .records
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.completed = r.completed.map(|_| r.created);
+                r
+            })
+            .collect();
         &faulty
     } else {
         &snap.records
@@ -369,7 +376,7 @@ impl Locked<'_> {
         }
         match first {
             None => Ok(()),
-            Some(first) => Err(GcError::Deletes { store: self.store.url().into(), failed, attempted: keys.len(), first }),
+            Some(first) => Err(GcError::Deletes { store: self.store.url().into(), failed, attempted: keys.len(), first: Box::new(first) }),
         }
     }
 }

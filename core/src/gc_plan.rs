@@ -141,11 +141,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<GcPlan, RetentionError> {
     }
 
     let nested = nested_stores(listing);
-    let lapsed_heartbeats: HashSet<&Key> = heartbeats
-        .iter()
-        .filter(|hb| hb.lapsed(skew, policy.grace))
-        .map(|hb| &hb.key)
-        .collect();
+    let lapsed_heartbeats: HashSet<&Key> = heartbeats.iter().filter(|hb| hb.lapsed(skew, policy.grace)).map(|hb| &hb.key).collect();
     let deskew = layout::deskew_dir();
     let releases_dir = layout::releases_dir();
     let mut plan = GcPlan { releases, tombstones, nested_stores: nested.clone(), ..GcPlan::default() };
@@ -192,11 +188,7 @@ fn is_entry_file(key: &Key, releases_dir: &Key) -> bool {
 /// Folders `X` holding `X/.deskew/store.json`.
 fn nested_stores(listing: &[ObjectMeta]) -> Vec<Key> {
     let suffix = format!("/{}", layout::MARKER);
-    let mut out: Vec<Key> = listing
-        .iter()
-        .filter_map(|o| o.key.as_str().strip_suffix(&suffix))
-        .filter_map(|p| Key::new(p).ok())
-        .collect();
+    let mut out: Vec<Key> = listing.iter().filter_map(|o| o.key.as_str().strip_suffix(&suffix)).filter_map(|p| Key::new(p).ok()).collect();
     out.sort();
     out.dedup();
     out

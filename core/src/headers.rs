@@ -84,11 +84,9 @@ mod tests {
 
     #[test]
     fn the_first_matching_rule_wins() {
-        let rules = HeaderRules::new(
-            &["assets/*.wasm=public, max-age=600".into(), "*.wasm=no-store".into()],
-            &["*.webmanifest=application/manifest+json".into()],
-        )
-        .unwrap();
+        let rules =
+            HeaderRules::new(&["assets/*.wasm=public, max-age=600".into(), "*.wasm=no-store".into()], &["*.webmanifest=application/manifest+json".into()])
+                .unwrap();
         assert_eq!(rules.cache_control("assets/add-DkMAU0Nf.wasm"), Some("public, max-age=600"));
         assert_eq!(rules.cache_control("lib/x.wasm"), Some("no-store"));
         assert_eq!(rules.cache_control("index.html"), None);

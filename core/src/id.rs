@@ -95,5 +95,4 @@ mod tests {
         let t = Timestamp::parse("2026-11-26T04:30:00Z").unwrap();
         assert_eq!(ReleaseId::timestamped(t, "3f2a1c9b0d1e77").as_str(), "20261126T043000Z-3f2a1c9b0d1e");
     }
-
 }

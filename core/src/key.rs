@@ -66,8 +66,7 @@ impl Key {
 
     /// Whether this key lies below the folder `prefix` (or is `prefix` itself).
     pub fn is_under(&self, prefix: &Key) -> bool {
-        self.0 == prefix.0
-            || (self.0.starts_with(&prefix.0) && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
+        self.0 == prefix.0 || (self.0.starts_with(&prefix.0) && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
     }
 
     /// The last segment: the file name.

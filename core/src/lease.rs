@@ -501,16 +501,7 @@ mod tests {
     use super::*;
 
     fn body(epoch: u64, state: LeaseState, expires: Timestamp) -> LeaseBody {
-        LeaseBody {
-            epoch,
-            holder: "gc on host-a".into(),
-            token: "t".into(),
-            purpose: Purpose::Gc,
-            state,
-            acquired: expires,
-            expires,
-            process: None,
-        }
+        LeaseBody { epoch, holder: "gc on host-a".into(), token: "t".into(), purpose: Purpose::Gc, state, acquired: expires, expires, process: None }
     }
 
     /// A publish trusts the records it read at `t` only if no lease holder can have acted since.

@@ -44,12 +44,7 @@ pub struct StoreMarker {
 impl StoreMarker {
     /// A new marker.
     pub fn new(now: Timestamp, max_clock_skew: Duration) -> StoreMarker {
-        StoreMarker {
-            version: MARKER_VERSION,
-            created: now,
-            tool: crate::tool_version(),
-            max_clock_skew_ms: max_clock_skew.as_millis() as u64,
-        }
+        StoreMarker { version: MARKER_VERSION, created: now, tool: crate::tool_version(), max_clock_skew_ms: max_clock_skew.as_millis() as u64 }
     }
 
     /// The clock-skew allowance.
@@ -93,8 +88,7 @@ fn encode(marker: &StoreMarker) -> Body {
 pub async fn read(store: &dyn Store) -> Result<Option<StoreMarker>, MarkerError> {
     match store.get(&layout::marker_key()).await {
         Ok(bytes) => {
-            let m: StoreMarker =
-                serde_json::from_slice(&bytes).map_err(|source| MarkerError::Corrupt { store: store.url().into(), source })?;
+            let m: StoreMarker = serde_json::from_slice(&bytes).map_err(|source| MarkerError::Corrupt { store: store.url().into(), source })?;
             if m.version > MARKER_VERSION {
                 let source = serde::de::Error::custom(format!("version {} is newer than {MARKER_VERSION}", m.version));
                 return Err(MarkerError::Corrupt { store: store.url().into(), source });

@@ -7,7 +7,6 @@
 //! release rewrites its record as `dropping` before it deletes the first file, so a record that
 //! says `complete` is always whole, even after a gc was killed half-way.
 
-
 use serde::{Deserialize, Serialize};
 
 pub use crate::id::{ReleaseId, ReleaseIdError};
@@ -122,8 +121,7 @@ impl ReleaseRecord {
                 return Err(RecordError::Version { key: key.clone(), found: v.version });
             }
         }
-        let rec: ReleaseRecord =
-            serde_json::from_slice(bytes).map_err(|source| RecordError::Parse { key: key.clone(), source })?;
+        let rec: ReleaseRecord = serde_json::from_slice(bytes).map_err(|source| RecordError::Parse { key: key.clone(), source })?;
         let bad = |why: String| Err(RecordError::Inconsistent { key: key.clone(), why });
         if layout::record_key(&rec.release) != *key {
             return bad(format!("it names release `{}`", rec.release));

@@ -156,10 +156,8 @@ pub struct Liveness {
 pub fn decide(records: &[ReleaseRecord], liveness: &Liveness, policy: &Policy, now: Timestamp) -> Result<Vec<Decision>, RetentionError> {
     check_pins(records, policy)?;
     let retired = retirement(records);
-    let mut ranked: Vec<&ReleaseRecord> = records
-        .iter()
-        .filter(|r| r.state == ReleaseState::Complete && Some(&r.release) != policy.published.as_ref())
-        .collect();
+    let mut ranked: Vec<&ReleaseRecord> =
+        records.iter().filter(|r| r.state == ReleaseState::Complete && Some(&r.release) != policy.published.as_ref()).collect();
     ranked.sort_by(|a, b| newest_first(a, b));
     let rank: HashMap<&ReleaseId, usize> = ranked.iter().enumerate().map(|(i, r)| (&r.release, i + 1)).collect();
     let mut out = Vec::with_capacity(records.len());

@@ -52,10 +52,8 @@ fn candidates(records: &[ReleaseRecord]) -> impl Iterator<Item = (&ReleaseRecord
 /// release's content than the newest's could be there.
 pub fn to_read(records: &[ReleaseRecord], listing: Option<&[ObjectMeta]>) -> Vec<Key> {
     let sizes: Option<HashMap<&Key, u64>> = listing.map(|l| l.iter().map(|o| (&o.key, o.size)).collect());
-    let mut keys: Vec<Key> = candidates(records)
-        .filter(|(_, k, _, size)| sizes.as_ref().is_none_or(|s| s.get(k) == Some(size)))
-        .map(|(_, k, _, _)| k)
-        .collect();
+    let mut keys: Vec<Key> =
+        candidates(records).filter(|(_, k, _, size)| sizes.as_ref().is_none_or(|s| s.get(k) == Some(size))).map(|(_, k, _, _)| k).collect();
     keys.sort();
     keys.dedup();
     keys

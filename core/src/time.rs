@@ -27,11 +27,7 @@ impl Timestamp {
 
     /// The compact UTC form used in release ids: `20261126T043000Z`.
     pub fn compact(&self) -> String {
-        humantime::format_rfc3339_seconds(self.0)
-            .to_string()
-            .chars()
-            .filter(|c| *c != '-' && *c != ':')
-            .collect()
+        humantime::format_rfc3339_seconds(self.0).to_string().chars().filter(|c| *c != '-' && *c != ':').collect()
     }
 
     /// `self + d`.

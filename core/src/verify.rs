@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::key::Key;
 use crate::digest::sha256_hex;
+use crate::key::Key;
 use crate::manifest::FileClass;
 use crate::release::{ReleaseId, ReleaseRecord, ReleaseState};
 use crate::store::{Store, StoreError};
@@ -71,20 +71,11 @@ pub struct VerifyReport {
 
 /// Checks `releases`; `all` (newest first) tells which newer complete release replaced a
 /// mutable file.
-pub async fn verify(
-    store: &dyn Store,
-    releases: &[&ReleaseRecord],
-    all: &[ReleaseRecord],
-    concurrency: usize,
-) -> Result<VerifyReport, StoreError> {
+pub async fn verify(store: &dyn Store, releases: &[&ReleaseRecord], all: &[ReleaseRecord], concurrency: usize) -> Result<VerifyReport, StoreError> {
     let listing = store.list(None).await?;
     // A referenced key the listing could not use (a link, a device) is read too, to say why.
-    let listed: HashSet<Key> = listing
-        .objects
-        .into_iter()
-        .map(|o| o.key)
-        .chain(listing.problems.iter().filter_map(|p| Key::new(p.name.clone()).ok()))
-        .collect();
+    let listed: HashSet<Key> =
+        listing.objects.into_iter().map(|o| o.key).chain(listing.problems.iter().filter_map(|p| Key::new(p.name.clone()).ok())).collect();
     let keys: HashSet<Key> = releases.iter().flat_map(|r| r.stored_files().map(|(k, _)| k).collect::<Vec<_>>()).collect();
     let to_read: Vec<Key> = keys.into_iter().filter(|k| listed.contains(k)).collect();
     type Hashed = (Key, Result<(String, u64), StoreError>);

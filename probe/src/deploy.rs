@@ -79,7 +79,10 @@ pub fn check_command(argv: &[String]) -> Result<(), ProbeError> {
         return Ok(());
     }
     let hint = if argv.len() == 1 && program.contains(' ') {
-        format!("it is one word holding spaces: give the words separately after `--` (`-- {program}`), or run it through a shell (`-- sh -c {}`)", shell_quote(std::slice::from_ref(program)))
+        format!(
+            "it is one word holding spaces: give the words separately after `--` (`-- {program}`), or run it through a shell (`-- sh -c {}`)",
+            shell_quote(std::slice::from_ref(program))
+        )
     } else {
         "no such executable file (checked PATH)".into()
     };

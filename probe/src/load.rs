@@ -173,7 +173,8 @@ impl HttpLoader {
     /// its sha256), or why it cannot be loaded at all.
     pub async fn preflight(&self) -> Result<(usize, String), Cause> {
         let client = self.client().map_err(|e| Cause::Network { message: deskew_core::error_chain(&e) })?;
-        let page = fetch(&client, &|| self.client(), &self.url, self.headers_for(&self.url), true, Kind::Other, &std::sync::atomic::AtomicUsize::new(0)).await?;
+        let page =
+            fetch(&client, &|| self.client(), &self.url, self.headers_for(&self.url), true, Kind::Other, &std::sync::atomic::AtomicUsize::new(0)).await?;
         let (_, refs) = extract::html::references(&String::from_utf8_lossy(&page.body));
         Ok((refs.len(), deskew_core::manifest::sha256_hex(&page.body)))
     }
@@ -368,9 +369,7 @@ async fn fetch(
         return Err(Cause::Status { status });
     }
     let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let body = resp.bytes().await.map_err(|e| {
-        if e.is_timeout() { Cause::Timeout } else { Cause::Truncated { message: deskew_core::error_chain(&e) } }
-    })?;
+    let body = resp.bytes().await.map_err(|e| if e.is_timeout() { Cause::Timeout } else { Cause::Truncated { message: deskew_core::error_chain(&e) } })?;
     let ct = content_type.to_ascii_lowercase();
     if page {
         if !ct.contains("html") {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::histogram::Histogram;
-use crate::report::{FailureGroup, Latency, Loads, Report, ReleaseSeen, Requests, RunInfo, Second, SkippedOrigin, Slo, TrafficReport};
+use crate::report::{FailureGroup, Latency, Loads, ReleaseSeen, Report, Requests, RunInfo, Second, SkippedOrigin, Slo, TrafficReport};
 
 /// A shard's report and where it came from (for messages).
 pub struct Shard {
@@ -115,10 +115,8 @@ pub fn merge(shards: &[Shard], slo_percent: f64, allow_mixed: bool) -> Result<Re
     let started = reports.iter().map(|r| r.started).min().expect("checked non-empty");
     // Each shard's clock, moved onto the earliest start.
     let offset_ms = |r: &Report| r.started.since(started).as_millis() as u64;
-    let (total, failed) = reports
-        .iter()
-        .try_fold((0u64, 0u64), |(t, f), r| Some((t.checked_add(r.loads.total)?, f.checked_add(r.loads.failed)?)))
-        .ok_or(MergeError::Overflow)?;
+    let (total, failed) =
+        reports.iter().try_fold((0u64, 0u64), |(t, f), r| Some((t.checked_add(r.loads.total)?, f.checked_add(r.loads.failed)?))).ok_or(MergeError::Overflow)?;
     let success_percent = if total == 0 { 0.0 } else { (total - failed) as f64 * 100.0 / total as f64 };
     let histogram = reports.iter().fold(Histogram::default(), |h, r| h.merge(&r.latency_histogram_ms));
     let max = reports.iter().map(|r| r.latency_ms.max).max().unwrap_or(0);
@@ -173,7 +171,14 @@ fn failures(reports: &[&Report], offset_ms: &dyn Fn(&Report) -> u64) -> Vec<Fail
         let off = offset_ms(r);
         for g in &r.failures {
             let key = (g.url.clone(), g.cause.clone());
-            let m = groups.entry(key).or_insert_with(|| FailureGroup { count: 0, first_seen_ms: u64::MAX, last_seen_ms: 0, releases: Vec::new(), owner: None, ..g.clone() });
+            let m = groups.entry(key).or_insert_with(|| FailureGroup {
+                count: 0,
+                first_seen_ms: u64::MAX,
+                last_seen_ms: 0,
+                releases: Vec::new(),
+                owner: None,
+                ..g.clone()
+            });
             m.count += g.count;
             m.first_seen_ms = m.first_seen_ms.min(off + g.first_seen_ms);
             if off + g.last_seen_ms >= m.last_seen_ms {

@@ -285,7 +285,8 @@ impl Tally {
 
     /// The origins skipped, most first, and the warning that names them.
     fn skipped_origins(&self) -> (Vec<SkippedOrigin>, Option<String>) {
-        let mut out: Vec<SkippedOrigin> = self.skipped.iter().map(|(origin, resources)| SkippedOrigin { origin: origin.clone(), resources: *resources }).collect();
+        let mut out: Vec<SkippedOrigin> =
+            self.skipped.iter().map(|(origin, resources)| SkippedOrigin { origin: origin.clone(), resources: *resources }).collect();
         out.sort_by(|a, b| b.resources.cmp(&a.resources).then_with(|| a.origin.cmp(&b.origin)));
         let warning = (!out.is_empty()).then(|| {
             let list: Vec<String> = out.iter().take(5).map(|o| format!("{} ({})", o.origin, o.resources)).collect();
@@ -355,7 +356,13 @@ impl Report {
         let secs = self.duration_ms as f64 / 1000.0;
         let prop = |k: &str, v: &dyn std::fmt::Display| format!("        <property name=\"{k}\" value=\"{}\"/>\n", xml(&v.to_string()));
         let mut cases = String::new();
-        let page_props = [prop("loads", &self.loads.total), prop("failed", &self.loads.failed), prop("success_percent", &format!("{:.3}", self.loads.success_percent)), prop("slo_percent", &self.slo.target_percent)].concat();
+        let page_props = [
+            prop("loads", &self.loads.total),
+            prop("failed", &self.loads.failed),
+            prop("success_percent", &format!("{:.3}", self.loads.success_percent)),
+            prop("slo_percent", &self.slo.target_percent),
+        ]
+        .concat();
         let page_failure = if self.slo.met {
             String::new()
         } else {
@@ -370,7 +377,11 @@ impl Report {
         ));
         for g in &self.failures {
             let props = [prop("count", &g.count), prop("first_seen_ms", &g.first_seen_ms), prop("last_seen_ms", &g.last_seen_ms)].concat();
-            let releases = if g.releases.is_empty() { String::new() } else { format!("; pages of release(s) {}", g.releases.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")) };
+            let releases = if g.releases.is_empty() {
+                String::new()
+            } else {
+                format!("; pages of release(s) {}", g.releases.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
+            };
             let msg = format!("{} failed {} time(s): {}", g.url, g.count, g.cause);
             let body = format!("first seen at {} ms, last at {} ms{releases}", g.first_seen_ms, g.last_seen_ms);
             cases.push_str(&format!(
@@ -404,7 +415,14 @@ impl Report {
             let x = i * w;
             let lh = (s.loads as f64 / max * h as f64).round() as usize;
             let fh = (s.failed as f64 / max * h as f64).round() as usize;
-            bars.push_str(&format!("<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{lh}\" class=\"ok\"><title>second {}: {} loads, {} failed</title></rect>", h - lh, w - 1, s.second, s.loads, s.failed));
+            bars.push_str(&format!(
+                "<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{lh}\" class=\"ok\"><title>second {}: {} loads, {} failed</title></rect>",
+                h - lh,
+                w - 1,
+                s.second,
+                s.loads,
+                s.failed
+            ));
             if fh > 0 {
                 bars.push_str(&format!("<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{fh}\" class=\"bad\"/>", h - fh, w - 1));
             }
@@ -445,7 +463,9 @@ impl Report {
             table = if rows.is_empty() {
                 "<p>None.</p>".to_string()
             } else {
-                format!("<table><thead><tr><th>URL</th><th>cause</th><th>count</th><th>first</th><th>last</th><th>releases</th></tr></thead><tbody>{rows}</tbody></table>")
+                format!(
+                    "<table><thead><tr><th>URL</th><th>cause</th><th>count</th><th>first</th><th>last</th><th>releases</th></tr></thead><tbody>{rows}</tbody></table>"
+                )
             },
         )
     }

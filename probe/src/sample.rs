@@ -134,4 +134,3 @@ impl LoadSample {
         self.failures.iter().map(|f| f.at).min().unwrap_or(self.started)
     }
 }
-

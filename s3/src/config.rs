@@ -101,10 +101,7 @@ pub(crate) async fn build(url: &str, opts: &S3Options) -> Result<Built, StoreErr
         let pem = std::fs::read(path).map_err(|e| unusable(format!("cannot use CA bundle `{}`: {e}", path.display())))?;
         trust = trust.with_pem_certificate(pem.as_slice());
     }
-    let tls_context = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .map_err(|e| unusable(format!("cannot use CA bundle: {e}")))?;
+    let tls_context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| unusable(format!("cannot use CA bundle: {e}")))?;
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
         .tls_context(tls_context)
@@ -120,8 +117,8 @@ pub(crate) async fn build(url: &str, opts: &S3Options) -> Result<Built, StoreErr
                 .operation_attempt_timeout(Duration::from_secs(600))
                 .build(),
         );
-    let custom_endpoint = opts.endpoint_url.is_some()
-        || ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].iter().any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    let custom_endpoint =
+        opts.endpoint_url.is_some() || ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].iter().any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
     if let Some(region) = &opts.region {
         loader = loader.region(Region::new(region.clone()));
     } else if custom_endpoint {

@@ -86,9 +86,7 @@ impl S3Store {
         // place look like a non-empty one, and gc removes it after the grace period.
         let key = Key::new(format!(".deskew/{}cas-{nonce}", deskew_core::layout::TMP_PREFIX)).expect("valid probe key");
         let full = self.full(&key);
-        let put = |body: &'static [u8]| {
-            self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(body)).send()
-        };
+        let put = |body: &'static [u8]| self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(body)).send();
         let verdict = match put(b"first").await {
             Err(e) => match errors::status_and_code(&e) {
                 (Some(400 | 501), _) => Ok(false),
@@ -348,10 +346,7 @@ impl Store for S3Store {
                         continue;
                     }
                 };
-                let modified = obj
-                    .last_modified()
-                    .and_then(|t| SystemTime::try_from(*t).ok())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let modified = obj.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH);
                 out.objects.push(ObjectMeta { key, size: obj.size().unwrap_or(0).max(0) as u64, modified });
             }
         }
@@ -376,10 +371,7 @@ impl Store for S3Store {
                 results.extend(chunk.iter().map(|k| Err(StoreError::GuardFailed { store: self.url.clone(), key: k.to_string() })));
                 continue;
             }
-            let ids: Vec<ObjectIdentifier> = chunk
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(self.full(k)).build().expect("key is set"))
-                .collect();
+            let ids: Vec<ObjectIdentifier> = chunk.iter().map(|k| ObjectIdentifier::builder().key(self.full(k)).build().expect("key is set")).collect();
             let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().expect("objects are set");
             let request = self.client.delete_objects().bucket(&self.bucket).delete(delete);
             let sent = if guard.is_some() { request.customize().config_override(guarded()).send().await } else { request.send().await };

@@ -32,18 +32,10 @@ pub async fn run(a: GcArgs, printer: &Printer, signals: &crate::signals::Signals
         ..GcOptions::default()
     };
     let host = super::host(a.at);
-    let report = gc::run(store.as_ref(), host.as_ref(), &opts, &super::Waits(printer))
-        .await
-        .with_context(|| format!("gc of {} failed", store.url()))?;
+    let report = gc::run(store.as_ref(), host.as_ref(), &opts, &super::Waits(printer)).await.with_context(|| format!("gc of {} failed", store.url()))?;
     for d in &report.plan.releases {
         let retired = d.retired.map(|t| format!(", retired {}", humantime::format_rfc3339_seconds(t.0))).unwrap_or_default();
-        printer.detail(format_args!(
-            "{} {} ({}, {}{retired})",
-            if d.kept { "keep" } else { "drop" },
-            d.release,
-            d.state.as_str(),
-            d.reason.as_str()
-        ));
+        printer.detail(format_args!("{} {} ({}, {}{retired})", if d.kept { "keep" } else { "drop" }, d.release, d.state.as_str(), d.reason.as_str()));
     }
     if a.dry_run {
         for d in &report.plan.files {
@@ -85,10 +77,7 @@ pub fn print_summary(r: &GcReport, printer: &Printer) {
             ),
         );
     } else {
-        printer.status(
-            "Collected",
-            format_args!("kept {kept} releases, dropped {dropped}, deleted {} objects ({})", r.deleted, bytes(r.deleted_bytes)),
-        );
+        printer.status("Collected", format_args!("kept {kept} releases, dropped {dropped}, deleted {} objects ({})", r.deleted, bytes(r.deleted_bytes)));
     }
     for n in &r.plan.nested_stores {
         printer.detail(format_args!("left alone: `{n}` holds a deskew store of its own"));

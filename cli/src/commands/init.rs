@@ -17,22 +17,15 @@ pub async fn run(a: InitArgs, printer: &Printer) -> Result<Status> {
     let store = stores::open(&a.store, Create::Yes, Access::Write).await?;
     let existing = marker::read(store.as_ref()).await?;
     let skew = a.max_clock_skew.unwrap_or(marker::DEFAULT_MAX_CLOCK_SKEW);
-    let m = marker::init(store.as_ref(), &SystemHost, skew)
-        .await
-        .with_context(|| format!("failed to make {} a deskew store", store.url()))?;
+    let m = marker::init(store.as_ref(), &SystemHost, skew).await.with_context(|| format!("failed to make {} a deskew store", store.url()))?;
     let Some(old) = existing else {
         printer.status("Created", format_args!("deskew store {} (clock-skew allowance {})", store.url(), human(m.max_clock_skew())));
         return Ok(Status::Ok);
     };
     match a.max_clock_skew.filter(|&s| s != old.max_clock_skew()) {
         Some(new) => {
-            marker::set_max_clock_skew(store.as_ref(), &old, new)
-                .await
-                .with_context(|| format!("failed to update the store marker of {}", store.url()))?;
-            printer.status(
-                "Updated",
-                format_args!("{}: clock-skew allowance {} (was {})", store.url(), human(new), human(old.max_clock_skew())),
-            );
+            marker::set_max_clock_skew(store.as_ref(), &old, new).await.with_context(|| format!("failed to update the store marker of {}", store.url()))?;
+            printer.status("Updated", format_args!("{}: clock-skew allowance {} (was {})", store.url(), human(new), human(old.max_clock_skew())));
         }
         None => printer.status(
             "Unchanged",

@@ -10,10 +10,7 @@ use crate::printer::{Printer, bytes};
 pub fn run(a: ManifestArgs, printer: &Printer) -> Result<Status> {
     let manifest = super::build_manifest(&a.dist, &a.classify, a.release)?;
     if manifest.of_class(FileClass::Entry).next().is_none() {
-        printer.warn(format_args!(
-            "no entry file (`*.html` or --entry) in `{}`: pods will have nothing to serve from their image",
-            a.dist.display()
-        ));
+        printer.warn(format_args!("no entry file (`*.html` or --entry) in `{}`: pods will have nothing to serve from their image", a.dist.display()));
     }
     if a.json {
         printer.json(&manifest)?;
@@ -30,14 +27,7 @@ fn files(m: &deskew_core::Manifest, printer: &Printer) {
     let width = m.files.iter().map(|f| f.path.as_str().len()).max().unwrap_or(4).clamp(4, 60);
     printer.line(format_args!("{:<width$} {:<9} {:<38} {:<28} {:>10}", "path", "class", "cache-control", "content type", "size"));
     for f in &m.files {
-        printer.line(format_args!(
-            "{:<width$} {:<9} {:<38} {:<28} {:>10}",
-            f.path.as_str(),
-            f.class.as_str(),
-            f.cache_control,
-            f.content_type,
-            bytes(f.size)
-        ));
+        printer.line(format_args!("{:<width$} {:<9} {:<38} {:<28} {:>10}", f.path.as_str(), f.class.as_str(), f.cache_control, f.content_type, bytes(f.size)));
     }
 }
 

@@ -1,13 +1,13 @@
 //! One module per subcommand, plus what they share.
 
+pub(crate) mod config;
 pub(crate) mod demo;
 mod docs;
-pub(crate) mod config;
-mod report;
 pub(crate) mod gc;
 mod init;
 mod manifest;
 pub(crate) mod probe;
+mod report;
 pub(crate) use probe::worker_argv;
 pub(crate) mod publish;
 pub(crate) mod releases;
@@ -57,13 +57,7 @@ pub fn policy(keep: Option<NonZeroUsize>, r: &RetentionArgs) -> Option<Policy> {
     if keep.is_none() && r.keep_for.is_none() && r.pins.is_empty() {
         return None;
     }
-    Some(Policy {
-        keep: keep.unwrap_or(NonZeroUsize::MAX),
-        keep_for: r.keep_for,
-        pins: r.pins.clone(),
-        grace: r.grace,
-        published: None,
-    })
+    Some(Policy { keep: keep.unwrap_or(NonZeroUsize::MAX), keep_for: r.keep_for, pins: r.pins.clone(), grace: r.grace, published: None })
 }
 
 /// The machine, or, with `--at`, the machine with its clock stopped at that time (read-only
@@ -102,9 +96,7 @@ pub async fn decide(store: &dyn Store, host: &dyn Host, records: &[ReleaseRecord
     let skew = marker::read(store).await?.map_or(marker::DEFAULT_MAX_CLOCK_SKEW, |m| m.max_clock_skew());
     let heartbeats = heartbeat::read_all(store, host).await.with_context(|| format!("failed to read the publish heartbeats of {}", store.url()))?;
     let mut liveness = heartbeat::liveness(&heartbeats, skew, policy.grace);
-    liveness.serving = deskew_core::gc::serving(store, records, None)
-        .await
-        .with_context(|| format!("failed to read the mutable files of {}", store.url()))?;
+    liveness.serving = deskew_core::gc::serving(store, records, None).await.with_context(|| format!("failed to read the mutable files of {}", store.url()))?;
     Ok(retention::decide(records, &liveness, policy, host.now())?)
 }
 

@@ -63,7 +63,11 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
         deskew_core::Manifest::from_dir(&a.dist, &build)?;
     }
     let dist = a.dist.clone();
-    let hashing = async move { tokio::task::spawn_blocking(move || anyhow::Ok(deskew_core::Manifest::from_dir(&dist, &build)?)).await.context("the manifest's hashing thread panicked")? };
+    let hashing = async move {
+        tokio::task::spawn_blocking(move || anyhow::Ok(deskew_core::Manifest::from_dir(&dist, &build)?))
+            .await
+            .context("the manifest's hashing thread panicked")?
+    };
     let ahead = async { Ok(read_ahead(&a, host.as_ref()).await) };
     let (mut manifest, ahead) = tokio::try_join!(hashing, ahead)?;
     manifest.release = match a.release.clone() {
@@ -117,7 +121,13 @@ pub async fn run(a: PublishArgs, printer: &Printer, signals: &crate::signals::Si
         _ => None,
     };
     if a.json {
-        printer.json(&Output { version: crate::formats::PUBLISH, store: store.url(), publish: &report, gc: gc_report.as_ref(), duration_ms: started.elapsed().as_millis() })?;
+        printer.json(&Output {
+            version: crate::formats::PUBLISH,
+            store: store.url(),
+            publish: &report,
+            gc: gc_report.as_ref(),
+            duration_ms: started.elapsed().as_millis(),
+        })?;
     }
     Ok(Status::Ok)
 }
@@ -175,14 +185,21 @@ fn print_report(report: &PublishReport, printer: &Printer, started: Instant) {
     let sizes = format!("{} uploaded ({}), {} already stored", report.uploaded, bytes(report.uploaded_bytes), report.skipped);
     match report.outcome {
         Outcome::AlreadyComplete => printer.status("Unchanged", format_args!("release {release} is already complete in the store")),
-        Outcome::Repaired => printer.status("Repaired", format_args!("release {release}: {} missing or damaged files uploaded again; it checks whole now", report.uploaded)),
+        Outcome::Repaired => {
+            printer.status("Repaired", format_args!("release {release}: {} missing or damaged files uploaded again; it checks whole now", report.uploaded))
+        }
         Outcome::DryRun => {
             for k in &report.uploaded_keys {
                 printer.detail(format_args!("would upload {k}"));
             }
-            printer.status("Dry run", format_args!("{} files, would upload {} ({}), {} already stored", report.files, report.uploaded, bytes(report.uploaded_bytes), report.skipped));
+            printer.status(
+                "Dry run",
+                format_args!("{} files, would upload {} ({}), {} already stored", report.files, report.uploaded, bytes(report.uploaded_bytes), report.skipped),
+            );
         }
-        Outcome::Published => printer.status("Published", format_args!("release {release}: {} files, {sizes}, in {:.2}s", report.files, started.elapsed().as_secs_f64())),
+        Outcome::Published => {
+            printer.status("Published", format_args!("release {release}: {} files, {sizes}, in {:.2}s", report.files, started.elapsed().as_secs_f64()))
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use deskew_core::catalog::Catalog;
-use deskew_core::release::{ReleaseId, ReleaseState};
 use deskew_core::marker;
+use deskew_core::release::{ReleaseId, ReleaseState};
 use deskew_core::retention::{Policy, Reason};
 use deskew_core::time::Timestamp;
 use serde::Serialize;

@@ -21,10 +21,13 @@ pub fn run(c: ReportCommand, printer: &Printer, signals: &Signals) -> Result<Sta
 fn read(path: &std::path::Path) -> Result<Shard> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).with_context(|| format!("failed to read the report `{name}`"))?;
-    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{name}` is not a complete JSON probe report (truncated, or not JSON)"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("`{name}` is not a complete JSON probe report (truncated, or not JSON)"))?;
     match value.get("version").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(REPORT_VERSION) => {}
-        Some(v) => bail!("`{name}` is a probe report of format version {v}; this deskew merges version {REPORT_VERSION} (write the shards' reports with one deskew version)"),
+        Some(v) => bail!(
+            "`{name}` is a probe report of format version {v}; this deskew merges version {REPORT_VERSION} (write the shards' reports with one deskew version)"
+        ),
         None => bail!("`{name}` is not a deskew probe report (no `version`)"),
     }
     // From the text, not the parsed value: a field given twice is refused, not last-one-wins.
@@ -66,7 +69,11 @@ fn merge_reports(a: MergeArgs, printer: &Printer, signals: &Signals) -> Result<S
         let missing: Vec<u32> = (0..run.shards).filter(|i| !run.merged.contains(i)).collect();
         if !missing.is_empty() && !run.merged.is_empty() {
             if !a.allow_missing_shards {
-                bail!("shards {missing:?} of the {} of run {} have no report here: a missing shard may be the one that saw the failures (--allow-missing-shards merges the others anyway)", run.shards, run.id);
+                bail!(
+                    "shards {missing:?} of the {} of run {} have no report here: a missing shard may be the one that saw the failures (--allow-missing-shards merges the others anyway)",
+                    run.shards,
+                    run.id
+                );
             }
             printer.warn(format_args!("shards {missing:?} of the run are missing: the merged report covers only the others"));
         }
@@ -77,7 +84,9 @@ fn merge_reports(a: MergeArgs, printer: &Printer, signals: &Signals) -> Result<S
         printer.json(&report)?;
     }
     if report.interrupted || report.timed_out {
-        bail!("a shard was interrupted by a signal or ran out its --max-duration: its loads may not cover the rollout, so the merged report gives no verdict (reports written)");
+        bail!(
+            "a shard was interrupted by a signal or ran out its --max-duration: its loads may not cover the rollout, so the merged report gives no verdict (reports written)"
+        );
     }
     super::probe::verdict(&report, printer, signals)
 }

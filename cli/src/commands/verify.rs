@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use deskew_core::catalog::Catalog;
-use deskew_core::release::{ReleaseRecord, ReleaseState};
 use deskew_core::host::SystemHost;
 use deskew_core::marker;
+use deskew_core::release::{ReleaseRecord, ReleaseState};
 use deskew_core::retention::Policy;
 use deskew_core::verify::{self, Problem, VerifyReport};
 use serde::Serialize;
@@ -31,10 +31,7 @@ pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
         Err(marker::MarkerError::NotAStore { empty: true, .. }) => return empty(&a, store.url(), printer),
         Err(e) => return Err(e.into()),
     }
-    let records = Catalog::load(store.as_ref())
-        .await?
-        .into_clean()
-        .with_context(|| format!("cannot verify {}: a release record is unusable", store.url()))?;
+    let records = Catalog::load(store.as_ref()).await?.into_clean().with_context(|| format!("cannot verify {}: a release record is unusable", store.url()))?;
     if records.is_empty() {
         return empty(&a, store.url(), printer);
     }
@@ -52,9 +49,7 @@ pub async fn run(a: VerifyArgs, printer: &Printer) -> Result<Status> {
         }
         out
     };
-    let report = verify::verify(store.as_ref(), &chosen, &records, a.concurrency.into())
-        .await
-        .with_context(|| format!("failed to verify {}", store.url()))?;
+    let report = verify::verify(store.as_ref(), &chosen, &records, a.concurrency.into()).await.with_context(|| format!("failed to verify {}", store.url()))?;
     let ok = report.findings.is_empty();
     for f in &report.findings {
         let what = match &f.problem {

@@ -76,7 +76,9 @@ fn runtime_chunk_after_navigation_is_caught_only_by_browser_visit() {
     assert_eq!(rep["mode"], "browser");
     let groups = rep["failures"].as_array().unwrap();
     assert!(
-        groups.iter().any(|g| g["url"].as_str().unwrap().ends_with("/chunks/reports-8f3a2b1c.js") && g["cause"] == serde_json::json!({"kind": "status", "status": 404})),
+        groups
+            .iter()
+            .any(|g| g["url"].as_str().unwrap().ends_with("/chunks/reports-8f3a2b1c.js") && g["cause"] == serde_json::json!({"kind": "status", "status": 404})),
         "{groups:#?}"
     );
     assert!(groups.iter().any(|g| g["cause"]["kind"] == "console" && g["cause"]["message"].as_str().unwrap().contains("failed to load route")), "{groups:#?}");
@@ -297,7 +299,8 @@ fn store_mode_names_releases_in_browser_mode() {
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(&e, dest).unwrap();
     }
-    let chunk = std::fs::read_dir(site_dir.join("assets")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.starts_with("about-")).unwrap();
+    let chunk =
+        std::fs::read_dir(site_dir.join("assets")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.starts_with("about-")).unwrap();
     std::fs::remove_file(site_dir.join("assets").join(&chunk)).unwrap();
     let site = rt.block_on(Site::start(site_dir));
     let r = run(&["probe", &site.url, "--mode", "browser", "--visit", "#/about", "--store", &t.store(), "--duration", "2s", "--json"]);
@@ -340,10 +343,23 @@ fn headers_cookies_and_storage_state_in_the_browser() {
         "origins": [{ "origin": origin, "localStorage": [{ "name": "session", "value": "abc123" }] }]
     });
     std::fs::write(t.path("state.json"), state.to_string()).unwrap();
-    let r = run_with_tmpdir(&t.path("tmp"), &[
-        "probe", &site.url, "--mode", "browser", "--duration", "3s", "--concurrency", "1",
-        "-H", "X-Canary: browser", "--storage-state", &s(&t.path("state.json")),
-    ]);
+    let r = run_with_tmpdir(
+        &t.path("tmp"),
+        &[
+            "probe",
+            &site.url,
+            "--mode",
+            "browser",
+            "--duration",
+            "3s",
+            "--concurrency",
+            "1",
+            "-H",
+            "X-Canary: browser",
+            "--storage-state",
+            &s(&t.path("state.json")),
+        ],
+    );
     assert_eq!(r.code, 0, "the token file was found, so localStorage was set: {}", r.stderr);
     let log = site.log.lock().unwrap().clone();
     let page = log.iter().find(|l| l.path == "/").expect("the page was requested");
@@ -391,7 +407,12 @@ db.onsuccess = () => { if (!fresh) console.error('state leaked from an earlier l
     let log: Vec<_> = site.log.lock().unwrap().iter().filter(|l| l.headers.iter().any(|(k, v)| k == "user-agent" && v.contains("Chrome"))).cloned().collect();
     let fetched = |path: &str| log.iter().filter(|l| l.path == path).count() as u64;
     // A load still running when the probe stops is not counted: one more page may be asked.
-    assert!((loads..=loads + 1).contains(&fetched("/")) && fetched("/asset.txt") >= loads, "{loads} loads, {} pages, {} assets", fetched("/"), fetched("/asset.txt"));
+    assert!(
+        (loads..=loads + 1).contains(&fetched("/")) && fetched("/asset.txt") >= loads,
+        "{loads} loads, {} pages, {} assets",
+        fetched("/"),
+        fetched("/asset.txt")
+    );
     for l in &log {
         let conn = l.headers.iter().find(|(k, _)| k == "connection").map(|(_, v)| v.as_str());
         assert_eq!(conn, Some("close"), "{} was asked on a connection kept for later", l.path);

@@ -142,7 +142,14 @@ fn bad_flags() {
 #[test]
 fn help_documents_exit_codes() {
     let r = run_ok(&["--help"]);
-    for line in ["Exit codes", "1    the check ran and failed", "2    usage or configuration", "3    the deploy command", "4    store or network I/O", "130 by SIGINT, 143 by SIGTERM"] {
+    for line in [
+        "Exit codes",
+        "1    the check ran and failed",
+        "2    usage or configuration",
+        "3    the deploy command",
+        "4    store or network I/O",
+        "130 by SIGINT, 143 by SIGTERM",
+    ] {
         assert!(r.stdout.contains(line), "--help must say {line:?}:\n{}", r.stdout);
     }
 }

@@ -100,7 +100,8 @@ fn pin_keeps_a_release_and_unknown_pin_fails() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("pinned release `v9` is not in the store"), "{}", r.stderr);
     let r = gc(&t, &["--keep", "1", "--pin", "v1", "--json"]);
-    let kept: Vec<String> = r.json()["plan"]["releases"].as_array().unwrap().iter().filter(|d| d["kept"] == true).map(|d| d["release"].as_str().unwrap().to_string()).collect();
+    let kept: Vec<String> =
+        r.json()["plan"]["releases"].as_array().unwrap().iter().filter(|d| d["kept"] == true).map(|d| d["release"].as_str().unwrap().to_string()).collect();
     assert_eq!(kept, ["v3", "v1"]);
     run_ok(&["verify", "--store", &t.store(), "--release", "v1"]);
 }

@@ -167,7 +167,9 @@ fn a_lease_holder_hidden_by_hidepid_is_alive() {
     let mut dir = t.path("store");
     while dir != std::path::Path::new("/") {
         let _ = std::process::Command::new("chmod").args(["a+rwX", &s(&dir)]).status();
-        if dir.ends_with("tmp") { break }
+        if dir.ends_with("tmp") {
+            break;
+        }
         dir.pop();
     }
     assert!(std::process::Command::new("chmod").args(["-R", "a+rwX", &t.store()]).status().unwrap().success());

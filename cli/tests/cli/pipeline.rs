@@ -13,12 +13,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn spawn(args: &[&str]) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("deskew")).args(args).env("NO_COLOR", "1").stderr(std::process::Stdio::piped()).spawn().unwrap()
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -90,7 +85,10 @@ fn sigterm_stops_publish_between_writes() {
     assert_eq!(out.status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_eq!(t.record("v2")["state"], "pending");
-    assert!(!t.path("store/.deskew/publishing/v2").exists() || std::fs::read_dir(t.path("store/.deskew/publishing/v2")).unwrap().next().is_none(), "the heartbeat is removed");
+    assert!(
+        !t.path("store/.deskew/publishing/v2").exists() || std::fs::read_dir(t.path("store/.deskew/publishing/v2")).unwrap().next().is_none(),
+        "the heartbeat is removed"
+    );
     let start = Instant::now();
     run_ok(&["gc", "--store", &t.store(), "--keep", "1", "--grace", "1h"]);
     assert!(start.elapsed() < Duration::from_secs(5), "no lease was left behind");
@@ -126,7 +124,8 @@ fn junit_names_are_stable_across_runs() {
         let junit = t.path(&format!("r{n}.xml"));
         run(&["probe", &site.url, "--duration", duration, "--junit", &s(&junit)]);
         let xml = std::fs::read_to_string(&junit).unwrap();
-        let mut names: Vec<String> = xml.split("<testcase ").skip(1).map(|c| c.split(" name=\"").nth(1).unwrap().split('"').next().unwrap().to_string()).collect();
+        let mut names: Vec<String> =
+            xml.split("<testcase ").skip(1).map(|c| c.split(" name=\"").nth(1).unwrap().split('"').next().unwrap().to_string()).collect();
         names.sort();
         names
     };
@@ -165,7 +164,14 @@ fn skipped_origins_are_named() {
     let cdn = rt.block_on(Site::start(deskew_testkit::fixture_dist("v1")));
     let t = Scratch::new();
     std::fs::create_dir_all(t.path("page")).unwrap();
-    std::fs::write(t.path("page/index.html"), format!("<!doctype html><script type=module src=\"{}assets/a-Zz9Zz9Zz.js\"></script><link rel=stylesheet href=\"{}assets/b-Zz9Zz9Zz.css\">", cdn.url, cdn.url)).unwrap();
+    std::fs::write(
+        t.path("page/index.html"),
+        format!(
+            "<!doctype html><script type=module src=\"{}assets/a-Zz9Zz9Zz.js\"></script><link rel=stylesheet href=\"{}assets/b-Zz9Zz9Zz.css\">",
+            cdn.url, cdn.url
+        ),
+    )
+    .unwrap();
     let page = rt.block_on(Site::start(t.path("page")));
     let r = run(&["probe", &page.url, "--duration", "1s", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -189,11 +195,20 @@ fn headers_auth_cookies_and_resolve_reach_the_server() {
     let url = format!("http://web.example:{port}/");
     let secret = "s3cr3t-that-must-not-leak";
     let r = run(&[
-        "probe", &url, "--duration", "1s", "-vv", "--json",
-        "-H", "X-Canary: always",
-        "--basic-auth", &format!("ops:{secret}"),
-        "--cookie", "session=abc123",
-        "--resolve", &format!("web.example:{port}:127.0.0.1"),
+        "probe",
+        &url,
+        "--duration",
+        "1s",
+        "-vv",
+        "--json",
+        "-H",
+        "X-Canary: always",
+        "--basic-auth",
+        &format!("ops:{secret}"),
+        "--cookie",
+        "session=abc123",
+        "--resolve",
+        &format!("web.example:{port}:127.0.0.1"),
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains(secret) && !r.stdout.contains(secret), "the password is never printed");

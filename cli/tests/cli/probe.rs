@@ -28,9 +28,8 @@ fn counts_exactly_what_the_server_failed() {
     let f = &site.faults;
     let (n404, drops, cuts) = (f.injected_404.load(Ordering::SeqCst), f.injected_drops.load(Ordering::SeqCst), f.injected_truncations.load(Ordering::SeqCst));
     assert!(n404 > 5 && drops > 3 && cuts > 2, "the run was too short to mean anything: {n404} {drops} {cuts}");
-    let by_kind = |kind: &str| -> u64 {
-        rep["failures"].as_array().unwrap().iter().filter(|g| g["cause"]["kind"] == kind).map(|g| g["count"].as_u64().unwrap()).sum()
-    };
+    let by_kind =
+        |kind: &str| -> u64 { rep["failures"].as_array().unwrap().iter().filter(|g| g["cause"]["kind"] == kind).map(|g| g["count"].as_u64().unwrap()).sum() };
     assert_eq!(by_kind("status"), n404 as u64);
     assert_eq!(rep["requests"]["retried"].as_u64().unwrap() as usize, drops);
     assert_eq!(by_kind("network"), 0, "every drop was retried once and the retry succeeded");
@@ -52,8 +51,14 @@ fn a_missing_lazy_chunk_is_found() {
     let rt = rt();
     let t = Scratch::new();
     copy_dir(&deskew_testkit::fixture_dist("v1"), &t.path("site"));
-    let chunk = std::fs::read_dir(t.path("site/assets")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.starts_with("about-")).unwrap();
-    let index_js = std::fs::read_dir(t.path("site/assets")).unwrap().flatten().map(|e| e.path()).find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("index-") && p.extension().unwrap() == "js").unwrap();
+    let chunk =
+        std::fs::read_dir(t.path("site/assets")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.starts_with("about-")).unwrap();
+    let index_js = std::fs::read_dir(t.path("site/assets"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("index-") && p.extension().unwrap() == "js")
+        .unwrap();
     assert!(std::fs::read_to_string(&index_js).unwrap().contains(&format!("import(\"./{chunk}\")")), "the fixture loads {chunk} lazily");
     assert!(!std::fs::read_to_string(t.path("site/index.html")).unwrap().contains(&chunk), "index.html does not name the lazy chunk");
     std::fs::remove_file(t.path(&format!("site/assets/{chunk}"))).unwrap();
@@ -75,7 +80,8 @@ fn store_mode_fetches_every_asset_of_the_release() {
     let t = Scratch::new();
     run_ok(&["publish", &fixture("v1"), "--store", &t.store(), "--release", "v1"]);
     copy_dir(&deskew_testkit::fixture_dist("v1"), &t.path("site"));
-    let wasm = std::fs::read_dir(t.path("site/assets")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.ends_with(".wasm")).unwrap();
+    let wasm =
+        std::fs::read_dir(t.path("site/assets")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.ends_with(".wasm")).unwrap();
     std::fs::remove_file(t.path(&format!("site/assets/{wasm}"))).unwrap();
     let site = rt.block_on(Site::start(t.path("site")));
     let plain = run(&["probe", &site.url, "--duration", "1s"]);
@@ -109,7 +115,11 @@ fn reports_junit_and_html() {
     assert!((30..=45).contains(&loads), "20 loads/s for 2s started {loads}");
     // The JUnit file parses, with one failing test case per failure group.
     let check = std::process::Command::new("python3")
-        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(len(r.findall('.//testcase')), len(r.findall('.//failure')))", &s(&junit)])
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(len(r.findall('.//testcase')), len(r.findall('.//failure')))",
+            &s(&junit),
+        ])
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
@@ -125,7 +135,16 @@ fn reports_junit_and_html() {
     let _ = std::fs::remove_file(&shot);
     let profile = t.path("chromium-profile");
     let out = std::process::Command::new(deskew_testkit::chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+        ])
         .arg(format!("--user-data-dir={}", s(&profile)))
         .arg(format!("--screenshot={}", s(&shot)))
         .args(["--window-size=1200,900", "--enable-logging=stderr", "--v=0"])
@@ -152,8 +171,16 @@ fn bad_input_is_clear() {
         (vec!["probe".into(), site.url.clone()], 2, "give --duration"),
         (vec!["probe".into(), site.url.clone(), "--timeout".into(), "0s".into(), "--duration".into(), "1s".into()], 2, "must be longer than zero"),
         (vec!["probe".into(), site.url.clone(), "--allow-origin".into(), "cdn.example.com".into(), "--duration".into(), "1s".into()], 2, "is not an origin"),
-        (vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--settle".into(), "0s".into(), "--".into(), "false".into()], 3, "the deploy command `false` failed (exit code 1)"),
-        (vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--".into(), "/no/such/cmd".into()], 2, "the deploy command `/no/such/cmd` cannot be run"),
+        (
+            vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--settle".into(), "0s".into(), "--".into(), "false".into()],
+            3,
+            "the deploy command `false` failed (exit code 1)",
+        ),
+        (
+            vec!["probe".into(), site.url.clone(), "--warmup".into(), "0s".into(), "--".into(), "/no/such/cmd".into()],
+            2,
+            "the deploy command `/no/such/cmd` cannot be run",
+        ),
         (vec!["probe".into(), site.url.clone(), "--".into(), "kubectl rollout status deploy/web".into()], 2, "sh -c 'kubectl rollout status deploy/web'"),
     ];
     for (args, code, needle) in cases {
@@ -193,7 +220,6 @@ fn traffic_runs_around_the_deploy_command() {
     assert!((900..1500).contains(&start) && end - start >= 900, "{c}");
     assert!(rep["duration_ms"].as_u64().unwrap() >= end + 900);
 }
-
 
 /// Ctrl-C (SIGINT) stops the deploy command and the probe, and the report is still written.
 #[cfg(unix)]

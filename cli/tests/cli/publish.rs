@@ -99,11 +99,7 @@ fn publish_with_keep_runs_gc() {
     // `--keep 1` at publish: the new release and the one serving traffic before it.
     for (i, name) in ["k1", "k2", "k3"].iter().enumerate() {
         deskew_testkit::synthetic_build(&t.path(name), name, &[name], "r");
-        let r: Run = deskew()
-            .args(["publish", &s(&t.path(name)), "--store", &t.store(), "--release", name, "--keep", "1", "--json"])
-            .output()
-            .unwrap()
-            .into();
+        let r: Run = deskew().args(["publish", &s(&t.path(name)), "--store", &t.store(), "--release", name, "--keep", "1", "--json"]).output().unwrap().into();
         assert_eq!(r.code, 0, "{}", r.stderr);
         let out = r.json();
         assert_schema("publish", &out);

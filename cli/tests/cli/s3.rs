@@ -57,11 +57,8 @@ fn wrong_credentials_fail_clearly_and_never_print_the_secret() {
     let s3 = server();
     let url = format!("s3://{}/{}", s3.bucket, deskew_testkit::unique_prefix("creds"));
     let wrong_secret = "wrong-secret-value-that-must-not-leak";
-    let r: Run = cmd(&s3, &s3.endpoint, &["-vv", "publish", &fixture("v1"), "--store", &url])
-        .env("AWS_SECRET_ACCESS_KEY", wrong_secret)
-        .output()
-        .unwrap()
-        .into();
+    let r: Run =
+        cmd(&s3, &s3.endpoint, &["-vv", "publish", &fixture("v1"), "--store", &url]).env("AWS_SECRET_ACCESS_KEY", wrong_secret).output().unwrap().into();
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains(&url) && r.stderr.contains("check the credentials"), "{}", r.stderr);
     assert_eq!(r.stderr.lines().filter(|l| l.starts_with("error")).count(), 1, "{}", r.stderr);
@@ -159,7 +156,12 @@ fn server_stopped_mid_publish_then_rerun_completes() {
     let _stop = Stop(&sh);
     let env = std::fs::read_to_string(sw.join("env")).unwrap();
     let var = |name: &str| env.lines().find_map(|l| l.strip_prefix(&format!("export {name}="))).unwrap().to_string();
-    let own = S3 { endpoint: var("DESKEW_TEST_S3_ENDPOINT"), bucket: var("DESKEW_TEST_S3_BUCKET"), key: var("DESKEW_TEST_S3_ACCESS_KEY"), secret: var("DESKEW_TEST_S3_SECRET_KEY") };
+    let own = S3 {
+        endpoint: var("DESKEW_TEST_S3_ENDPOINT"),
+        bucket: var("DESKEW_TEST_S3_BUCKET"),
+        key: var("DESKEW_TEST_S3_ACCESS_KEY"),
+        secret: var("DESKEW_TEST_S3_SECRET_KEY"),
+    };
 
     // A build with enough files that the publish is still running when the server goes.
     let build = dir.path().join("dist");

@@ -70,12 +70,7 @@ fn a_linked_deskew_folder_is_refused() {
     std::fs::rename(t.path("store/.deskew"), t.path("elsewhere")).unwrap();
     symlink(t.path("elsewhere"), t.path("store/.deskew")).unwrap();
     let before = t.store_files();
-    for args in [
-        vec!["gc", "--keep", "1", "--grace", "0s"],
-        vec!["verify"],
-        vec!["releases"],
-        vec!["publish", "DIST", "--release", "v3"],
-    ] {
+    for args in [vec!["gc", "--keep", "1", "--grace", "0s"], vec!["verify"], vec!["releases"], vec!["publish", "DIST", "--release", "v3"]] {
         let store = t.store();
         let v3 = fixture("v3");
         let mut a: Vec<&str> = args.iter().map(|x| if *x == "DIST" { v3.as_str() } else { x }).collect();
@@ -235,13 +230,8 @@ fn a_killed_gc_leaves_truthful_records() {
         let v = run(&["verify", "--store", &t.store()]);
         assert_eq!(v.code, 0, "after a kill at {delay_ms} ms, a complete release is not whole: {}", v.stderr);
         let releases = run_ok(&["releases", "--store", &t.store(), "--json"]).json();
-        let dropping: Vec<String> = releases["releases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["state"] == "dropping")
-            .map(|r| r["release"].as_str().unwrap().to_string())
-            .collect();
+        let dropping: Vec<String> =
+            releases["releases"].as_array().unwrap().iter().filter(|r| r["state"] == "dropping").map(|r| r["release"].as_str().unwrap().to_string()).collect();
         if let Some(d) = dropping.first() {
             caught_dropping += 1;
             assert!(v.stderr.contains(&format!("release {d} is being dropped")), "{}", v.stderr);

@@ -71,7 +71,10 @@ fn assert_exact_sum(reports: &[std::path::PathBuf], merged: &serde_json::Value) 
             assert!(r["command"].is_null(), "only the deploy shard runs the command");
         }
     }
-    let starts: Vec<i64> = shards.iter().map(|r| humantime::parse_rfc3339(r["started"].as_str().unwrap()).unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64).collect();
+    let starts: Vec<i64> = shards
+        .iter()
+        .map(|r| humantime::parse_rfc3339(r["started"].as_str().unwrap()).unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
+        .collect();
     let spread = starts.iter().max().unwrap() - starts.iter().min().unwrap();
     assert!(spread < 1000, "--start-at started the shards together (spread {spread} ms)");
     let ids: std::collections::BTreeSet<String> = shards.iter().map(|r| r["run"]["id"].as_str().unwrap().to_string()).collect();
@@ -157,18 +160,21 @@ fn bad_input_to_merge_is_refused() {
     let r = merge(&[a.clone(), t.path("old.json")], &[]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("old.json") && r.stderr.contains("format version 1"), "{}", r.stderr);
-    for (args, expect) in [
-        (vec!["--shard", "2/2"], "not a shard like"),
-        (vec!["--shards", "2"], "JOB_COMPLETION_INDEX"),
-        (vec!["--shard", "0/2"], "--run-id, or --start-at"),
-    ] {
+    for (args, expect) in
+        [(vec!["--shard", "2/2"], "not a shard like"), (vec!["--shards", "2"], "JOB_COMPLETION_INDEX"), (vec!["--shard", "0/2"], "--run-id, or --start-at")]
+    {
         let mut all = vec!["probe", site.url.as_str(), "--duration", "1s"];
         all.extend(args.iter());
         let r = run(&all);
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(expect), "{args:?}: {}", r.stderr);
     }
-    let r: Run = deskew().args(["probe", &site.url, "--duration", "1s", "--shards", "2", "--run-id", "k", "--json", "-q"]).env("JOB_COMPLETION_INDEX", "1").output().unwrap().into();
+    let r: Run = deskew()
+        .args(["probe", &site.url, "--duration", "1s", "--shards", "2", "--run-id", "k", "--json", "-q"])
+        .env("JOB_COMPLETION_INDEX", "1")
+        .output()
+        .unwrap()
+        .into();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["run"], serde_json::json!({ "id": "k", "shard": 1, "shards": 2 }));
 }

@@ -139,7 +139,11 @@ fn soak(name: &str, t: Target) {
         if dropped_by_policy(&completions, completed) {
             counts.dropped_by_policy.fetch_add(1, Ordering::SeqCst);
         } else {
-            counts.violations.lock().unwrap().push(format!("publish {id} (completed {completed}) exited 0, then its release was gone before {KEEP} newer ones completed"));
+            counts
+                .violations
+                .lock()
+                .unwrap()
+                .push(format!("publish {id} (completed {completed}) exited 0, then its release was gone before {KEEP} newer ones completed"));
         }
     }
     let final_gc = t.run(&["gc", "--keep", &KEEP.to_string(), "--grace", "0s"]);

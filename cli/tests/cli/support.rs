@@ -168,9 +168,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[track_caller]
 pub fn assert_schema(name: &str, value: &serde_json::Value) {
     let dir = deskew_testkit::fixtures::repo_root().join("schemas");
-    let load = |n: &str| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{n}.schema.json"))).unwrap()).unwrap()
-    };
+    let load = |n: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{n}.schema.json"))).unwrap()).unwrap() };
     let mut opts = jsonschema::options();
     for other in ["manifest", "release", "releases", "gc", "publish", "verify", "probe-report"] {
         let uri = format!("https://deskew.dev/schemas/{other}.schema.json");
@@ -183,9 +181,5 @@ pub fn assert_schema(name: &str, value: &serde_json::Value) {
 
 /// Filters for snapshots: temp paths, timestamps, durations.
 pub fn filters() -> Vec<(&'static str, &'static str)> {
-    vec![
-        (r"/tmp/[^ `\n]*/store", "[STORE]"),
-        (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[TIME]"),
-        (r"in \d+\.\d+s", "in [SECS]"),
-    ]
+    vec![(r"/tmp/[^ `\n]*/store", "[STORE]"), (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[TIME]"), (r"in \d+\.\d+s", "in [SECS]")]
 }

@@ -185,7 +185,9 @@ pub enum PublishError {
     },
     /// An immutable file is already stored with other content (written by a concurrent
     /// publish, or by none we know of); it is never overwritten.
-    #[error("`{key}` in {store} already holds other content (sha256 {stored}) than this build's (sha256 {ours}); an immutable file is never overwritten, so release `{release}` stays pending. If the name carries no content hash, class it mutable (--mutable GLOB)")]
+    #[error(
+        "`{key}` in {store} already holds other content (sha256 {stored}) than this build's (sha256 {ours}); an immutable file is never overwritten, so release `{release}` stays pending. If the name carries no content hash, class it mutable (--mutable GLOB)"
+    )]
     StoredClash {
         /// The key.
         key: Key,
@@ -370,7 +372,19 @@ pub async fn publish_after(
         None => read_now(store, host, opts.dry_run).await?,
     };
     let cfg = LeaseConfig { poll: opts.lease_poll, ..LeaseConfig::new(opts.lease_ttl, pre.skew) };
-    let mut ctx = Ctx { exclusive: false, store, host, source, opts, progress, cfg, damaged: Default::default(), leftovers: true, catalog_read_at: pre.read_at, lease_before: pre.lease_before };
+    let mut ctx = Ctx {
+        exclusive: false,
+        store,
+        host,
+        source,
+        opts,
+        progress,
+        cfg,
+        damaged: Default::default(),
+        leftovers: true,
+        catalog_read_at: pre.read_at,
+        lease_before: pre.lease_before,
+    };
     let mut report = empty_report(&manifest);
     let (catalog, unreadable) = sort_problems(pre.catalog, &manifest, &mut report)?;
     let listing = pre.listing.filter(|(r, _)| r == &manifest.release).map(|(_, l)| l);
@@ -561,12 +575,7 @@ fn sort_problems(mut catalog: Catalog, manifest: &Manifest, report: &mut Publish
     Ok((catalog, unreadable))
 }
 
-async fn dry_run(
-    ctx: &Ctx<'_>,
-    record: &ReleaseRecord,
-    vouched: &HashMap<Key, Option<String>>,
-    report: &mut PublishReport,
-) -> Result<(), PublishError> {
+async fn dry_run(ctx: &Ctx<'_>, record: &ReleaseRecord, vouched: &HashMap<Key, Option<String>>, report: &mut PublishReport) -> Result<(), PublishError> {
     let listing = ctx.store.list(None).await?;
     let needed = plan::needed(record, &plan::sizes(&listing.objects), vouched);
     count_uploads(report, &needed);
@@ -635,8 +644,7 @@ async fn read_own(store: &dyn Store, record: &ReleaseRecord) -> Result<Option<(R
     let key = layout::record_key(&record.release);
     match store.get(&key).await {
         Ok(bytes) => {
-            let existing = ReleaseRecord::parse(&key, &bytes)
-                .map_err(|e| PublishError::OwnRecord { release: record.release.clone(), source: e.into() })?;
+            let existing = ReleaseRecord::parse(&key, &bytes).map_err(|e| PublishError::OwnRecord { release: record.release.clone(), source: e.into() })?;
             if existing.manifest.digest != record.manifest.digest {
                 return Err(different(store, &record.release, &existing.manifest.digest));
             }
@@ -903,7 +911,13 @@ async fn upload_all(
                             if stored == f.sha256 {
                                 break;
                             }
-                            return Err(PublishError::StoredClash { key, store: ctx.store.url().into(), stored, ours: f.sha256.clone(), release: release.clone() });
+                            return Err(PublishError::StoredClash {
+                                key,
+                                store: ctx.store.url().into(),
+                                stored,
+                                ours: f.sha256.clone(),
+                                release: release.clone(),
+                            });
                         }
                         // Deleted meanwhile (an orphan a gc removed): write it again.
                         Err(e) if e.is_not_found() && attempts < 3 => continue,

@@ -54,10 +54,7 @@ pub fn needed<'r>(record: &'r ReleaseRecord, listing: &HashMap<&Key, u64>, vouch
 /// The files of `record` no complete release vouches for, when no listing was made: a vouched
 /// file is stored, since a complete record is whole (I3); the last step's listing checks again.
 pub fn unvouched<'r>(record: &'r ReleaseRecord, vouched: &HashMap<Key, Option<String>>) -> Vec<(Key, &'r ManifestFile)> {
-    record
-        .stored_files()
-        .filter(|(key, f)| vouched.get(key).is_none_or(|v| v.as_deref() != Some(f.sha256.as_str())))
-        .collect()
+    record.stored_files().filter(|(key, f)| vouched.get(key).is_none_or(|v| v.as_deref() != Some(f.sha256.as_str()))).collect()
 }
 
 /// Whether uploads of an earlier attempt may lie in the store unreferenced by any complete
@@ -125,9 +122,7 @@ pub fn clashes(records: &[ReleaseRecord], manifest: &Manifest) -> Vec<Clash> {
             .filter(|r| r.release != manifest.release && r.state != ReleaseState::Dropping)
             .filter(|r| {
                 r.manifest.file(&f.path).is_some_and(|o| {
-                    o.class != FileClass::Entry
-                        && o.sha256 != f.sha256
-                        && (o.class == FileClass::Immutable || f.class == FileClass::Immutable)
+                    o.class != FileClass::Entry && o.sha256 != f.sha256 && (o.class == FileClass::Immutable || f.class == FileClass::Immutable)
                 })
             })
             .map(|r| r.release.clone())

@@ -83,8 +83,7 @@ impl FsStore {
         if !meta.is_dir() {
             return Err(unusable("is not a directory"));
         }
-        let fd = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| err(e.into()))?;
+        let fd = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| err(e.into()))?;
         Ok(FsStore { root: root.to_path_buf(), root_fd: Arc::new(fd), url })
     }
 

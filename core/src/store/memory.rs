@@ -77,10 +77,7 @@ impl MemStore {
 
     /// A get.
     pub fn get_sync(&self, key: &Key) -> Result<Bytes, StoreError> {
-        self.lock()
-            .get(key)
-            .map(|o| o.bytes.clone())
-            .ok_or_else(|| StoreError::NotFound { store: self.url.clone(), key: key.to_string() })
+        self.lock().get(key).map(|o| o.bytes.clone()).ok_or_else(|| StoreError::NotFound { store: self.url.clone(), key: key.to_string() })
     }
 
     /// Up to `limit` objects under `prefix` whose keys sort after `after`, in key order: one

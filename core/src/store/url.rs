@@ -85,10 +85,7 @@ mod tests {
         assert_eq!(StoreUrl::parse("/srv/a").unwrap(), StoreUrl::File("/srv/a".into()));
         assert_eq!(StoreUrl::parse("rel/dir").unwrap(), StoreUrl::File("rel/dir".into()));
         assert_eq!(StoreUrl::parse("file:///srv/a").unwrap(), StoreUrl::File("/srv/a".into()));
-        assert_eq!(
-            StoreUrl::parse("s3://b/app/").unwrap(),
-            StoreUrl::S3 { bucket: "b".into(), prefix: "app".into() }
-        );
+        assert_eq!(StoreUrl::parse("s3://b/app/").unwrap(), StoreUrl::S3 { bucket: "b".into(), prefix: "app".into() });
         assert!(StoreUrl::parse("s3://").is_err());
         assert!(StoreUrl::parse("s3://b/../x").is_err());
         assert!(StoreUrl::parse("gs://b").is_err());

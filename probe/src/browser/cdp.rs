@@ -59,9 +59,7 @@ pub struct Connection {
 impl Connection {
     /// Connects to the browser's WebSocket debugger URL.
     pub async fn connect(url: &str) -> Result<Connection, CdpError> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .map_err(|e| CdpError::Connect { url: url.into(), message: e.to_string() })?;
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| CdpError::Connect { url: url.into(), message: e.to_string() })?;
         let (mut sink, mut stream) = ws.split();
         let (out, mut rx) = mpsc::unbounded_channel::<String>();
         let pending: Pending = Arc::default();

@@ -296,11 +296,8 @@ fn parse_pss_kb(rollup: &str) -> Option<u64> {
 /// `root` and all its descendants.
 fn tree(root: u32) -> Vec<u32> {
     let Ok(all) = procfs::process::all_processes() else { return vec![root] };
-    let parents: Vec<(u32, u32)> = all
-        .flatten()
-        .filter_map(|p| p.stat().ok())
-        .filter_map(|s| Some((u32::try_from(s.pid).ok()?, u32::try_from(s.ppid).ok()?)))
-        .collect();
+    let parents: Vec<(u32, u32)> =
+        all.flatten().filter_map(|p| p.stat().ok()).filter_map(|s| Some((u32::try_from(s.pid).ok()?, u32::try_from(s.ppid).ok()?))).collect();
     let mut out = vec![root];
     let mut i = 0;
     while i < out.len() {

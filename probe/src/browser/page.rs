@@ -119,7 +119,12 @@ pub async fn load(conn: &Connection, tab: &mut Tab, url: &str, opts: &PageOption
             t.last_activity = Instant::now();
             let r = conn.call(s, "Runtime.evaluate", json!({ "expression": script })).await?;
             if let Some(ex) = r.get("exceptionDetails") {
-                sample.failures.push(Failure { url: format!("{url} (visit {visit})"), cause: Cause::Exception { message: exception_text(ex) }, owner: None, at: epoch.elapsed() });
+                sample.failures.push(Failure {
+                    url: format!("{url} (visit {visit})"),
+                    cause: Cause::Exception { message: exception_text(ex) },
+                    owner: None,
+                    at: epoch.elapsed(),
+                });
             }
             wait_idle(conn, &mut tab.events, &mut t, &mut sample, opts, false).await?;
         }
@@ -155,7 +160,12 @@ async fn wait_idle(
         }
         if Instant::now() >= deadline {
             let what = if need_load && !t.loaded { "the load event" } else { "network idle" };
-            sample.failures.push(Failure { url: t.urls.values().next().cloned().unwrap_or_default(), cause: Cause::Timeout, owner: None, at: t.epoch.elapsed() });
+            sample.failures.push(Failure {
+                url: t.urls.values().next().cloned().unwrap_or_default(),
+                cause: Cause::Timeout,
+                owner: None,
+                at: t.epoch.elapsed(),
+            });
             tracing::debug!("page did not reach {what} within {:?}", opts.timeout);
             return Ok(());
         }
@@ -182,7 +192,8 @@ fn handle(ev: Event, t: &mut Tracker, sample: &mut LoadSample) {
     match ev.method.as_str() {
         "Network.requestWillBeSent" => {
             let url = p["request"]["url"].as_str().unwrap_or_default().to_string();
-            let implicit_icon = p["initiator"]["type"] == "other" && p["type"] == "Other" && url.split(['?', '#']).next().unwrap_or("").ends_with("/favicon.ico");
+            let implicit_icon =
+                p["initiator"]["type"] == "other" && p["type"] == "Other" && url.split(['?', '#']).next().unwrap_or("").ends_with("/favicon.ico");
             if url.starts_with("data:") || implicit_icon {
                 t.ignored.insert(id);
                 return;

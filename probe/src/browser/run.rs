@@ -91,7 +91,8 @@ impl BrowserLoader {
     ) -> Result<BrowserLoader, ProbeError> {
         let (first, died) = Browser::launch(browser).await?;
         let stats = BrowserStats { version: first.version.clone(), restarts: died, ..BrowserStats::default() };
-        let shared = Arc::new(Shared { browser: tokio::sync::Mutex::new(Some(first)), opts: browser.clone(), stats: Mutex::new(stats), tabs: Mutex::default() });
+        let shared =
+            Arc::new(Shared { browser: tokio::sync::Mutex::new(Some(first)), opts: browser.clone(), stats: Mutex::new(stats), tabs: Mutex::default() });
         let sampler = {
             let shared = shared.clone();
             tokio::spawn(async move {

@@ -57,8 +57,10 @@ impl Tab {
                 conn.call(s, "Log.enable", json!({})),
             ])
             .await?;
-            futures::future::try_join_all(opts.storage_scripts().into_iter().map(|source| conn.call(s, "Page.addScriptToEvaluateOnNewDocument", json!({ "source": source }))))
-                .await?;
+            futures::future::try_join_all(
+                opts.storage_scripts().into_iter().map(|source| conn.call(s, "Page.addScriptToEvaluateOnNewDocument", json!({ "source": source }))),
+            )
+            .await?;
             Ok::<_, CdpError>(Tab { context: context.clone(), session, events, loads: 0 })
         };
         match opened.await {

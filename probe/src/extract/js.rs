@@ -57,9 +57,6 @@ mod tests {
             const routes={"/":()=>import("./home-D2iJbBTJ.js"),"/about":()=>import( './about-B0thXP3Q.js' )};
             import React from "react"; const s = "the word import(\"nothing\") in prose";
             obj.import("./not-a-module.js"); const u = import(`./tpl-${x}.js`);"#;
-        assert_eq!(
-            references(js),
-            ["./format-jTUCmgKS.js", "../shared/x.mjs", "./side.js", "./home-D2iJbBTJ.js", "./about-B0thXP3Q.js"]
-        );
+        assert_eq!(references(js), ["./format-jTUCmgKS.js", "../shared/x.mjs", "./side.js", "./home-D2iJbBTJ.js", "./about-B0thXP3Q.js"]);
     }
 }

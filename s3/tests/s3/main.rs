@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use deskew_core::host::SystemHost;
 use deskew_core::manifest::{BuildOptions, Manifest};
 use deskew_core::progress::NoProgress;
 use deskew_core::publish::{self, DirSource, PublishOptions};
-use deskew_core::host::SystemHost;
 use deskew_core::release::ReleaseId;
 use deskew_core::store::{Body, PutOptions, Store, StoreError};
 use deskew_core::{Key, lease};
@@ -117,7 +117,10 @@ async fn large_files_use_multipart() {
     store.put(&key, Body::File(path.clone()), &PutOptions { sha256: Some(sha.clone()), ..Default::default() }).await.unwrap();
     assert_eq!(store.get(&key).await.unwrap(), Bytes::from(data.clone()));
     // A body that does not match its expected sha256 is refused and the upload aborted.
-    let err = store.put(&Key::new("assets/bad.bin").unwrap(), Body::File(path), &PutOptions { sha256: Some("0".repeat(64)), ..Default::default() }).await.unwrap_err();
+    let err = store
+        .put(&Key::new("assets/bad.bin").unwrap(), Body::File(path), &PutOptions { sha256: Some("0".repeat(64)), ..Default::default() })
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Checksum { .. }), "{err}");
     let listed: Vec<String> = store.list(None).await.unwrap().objects.into_iter().map(|o| o.key.to_string()).collect();
     assert_eq!(listed, ["assets/big.0123abcd.bin"]);

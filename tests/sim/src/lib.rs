@@ -159,7 +159,8 @@ fn spawn_publisher(ex: &mut Executor, ctx: &mut Ctx, oracle: &mut Oracle, releas
         };
         let r = publish::publish_after(&store, &host, &source, manifest, pre, &publish_opts(faults), &NoProgress).await;
         let (returned_at, complete_on_return) = store.truth_state(&rid(release));
-        let out = PublisherOut { publish: r.as_ref().map(|r| (r.outcome, r.repaired)).map_err(|e| deskew_core::error_chain(e)), returned_at, complete_on_return };
+        let out =
+            PublisherOut { publish: r.as_ref().map(|r| (r.outcome, r.repaired)).map_err(|e| deskew_core::error_chain(e)), returned_at, complete_on_return };
         if let (Ok(_), Some(p)) = (&r, policy) {
             let p = Policy { published: Some(rid(release)), ..p };
             let _ = gc::run(&store, &host, &gc_opts(p, faults), &NoProgress).await;
@@ -222,7 +223,14 @@ pub fn run_with(seed: u64, model: Model, faults: Faults, trace: bool) -> Outcome
         w.log = Some(Vec::new());
     }
     let world: WorldRef = Arc::new(Mutex::new(w));
-    let mut ctx = Ctx { faults: Faults::default(), world: world.clone(), builds: builds(&mut rng), skews: HashMap::new(), rng: Rng::new(seed ^ 0xabcdef), ahead: Rng::new(seed ^ 0x5eed_a4ead) };
+    let mut ctx = Ctx {
+        faults: Faults::default(),
+        world: world.clone(),
+        builds: builds(&mut rng),
+        skews: HashMap::new(),
+        rng: Rng::new(seed ^ 0xabcdef),
+        ahead: Rng::new(seed ^ 0x5eed_a4ead),
+    };
     let mut oracle = Oracle::new(DEFAULT_MAX_CLOCK_SKEW);
     oracle.mutable_keys = ctx.builds.iter().flat_map(|b| b.files.iter()).filter(|f| f.class == FileClass::Mutable).map(|f| f.path.clone()).collect();
     let mut ex = Executor::new(world.clone(), Rng::new(seed.wrapping_mul(31)), quiet());

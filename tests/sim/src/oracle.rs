@@ -28,8 +28,8 @@ use std::time::Duration;
 use deskew_core::digest::sha256_hex;
 use deskew_core::key::Key;
 use deskew_core::layout;
-use deskew_core::manifest::FileClass;
 use deskew_core::lease::{LeaseBody, LeaseState};
+use deskew_core::manifest::FileClass;
 use deskew_core::release::{ReleaseId, ReleaseRecord, ReleaseState};
 use deskew_core::retention::Policy;
 
@@ -204,9 +204,10 @@ impl Oracle {
     /// someone changed it after the publish started (a newer release, legitimately).
     fn check_mutable_on_return(&mut self, world: &World, actor: usize, release: &ReleaseId) {
         let (Some(record), Some(&started)) = (self.complete.get(release), self.started.get(&actor)) else { return };
-        let stale = record.stored_files().filter(|(_, f)| f.class == FileClass::Mutable).find(|(k, f)| {
-            self.shas.get(k) != Some(&f.sha256) && self.mutable_changed.get(k).is_none_or(|t| *t < started)
-        });
+        let stale = record
+            .stored_files()
+            .filter(|(_, f)| f.class == FileClass::Mutable)
+            .find(|(k, f)| self.shas.get(k) != Some(&f.sha256) && self.mutable_changed.get(k).is_none_or(|t| *t < started));
         if let Some((k, _)) = stale {
             self.violation(world, format!("I6: a{actor}'s publish of `{release}` returned success while `{k}` holds content written before it started"));
         }
@@ -294,14 +295,11 @@ impl Oracle {
 
     /// I7: each mutable file that holds some release's content has one such release whole.
     fn check_serving_whole(&mut self, world: &World) {
-        let whole = |r: &ReleaseRecord| {
-            r.stored_files().filter(|(_, f)| f.class != FileClass::Mutable).all(|(k, f)| self.shas.get(&k) == Some(&f.sha256))
-        };
+        let whole = |r: &ReleaseRecord| r.stored_files().filter(|(_, f)| f.class != FileClass::Mutable).all(|(k, f)| self.shas.get(&k) == Some(&f.sha256));
         let mut found = None;
         for k in &self.mutable_keys {
             let Some(sha) = self.shas.get(k) else { continue };
-            let serving: Vec<&ReleaseRecord> =
-                self.records.values().filter(|r| r.stored_files().any(|(rk, f)| rk == *k && f.sha256 == *sha)).collect();
+            let serving: Vec<&ReleaseRecord> = self.records.values().filter(|r| r.stored_files().any(|(rk, f)| rk == *k && f.sha256 == *sha)).collect();
             if let Some(r) = serving.first().filter(|_| !serving.iter().any(|r| whole(r))) {
                 found = Some(format!("I7: `{k}` serves `{}`'s content but `{}` is missing files", r.release, r.release));
                 break;
@@ -355,9 +353,7 @@ impl Oracle {
             None => "?",
         };
         let what = match e {
-            Effect::Put { key, bytes } if layout::record_id(key).is_some() => {
-                Self::record_of(key, bytes).map_or("record", |r| r.state.as_str()).to_string()
-            }
+            Effect::Put { key, bytes } if layout::record_id(key).is_some() => Self::record_of(key, bytes).map_or("record", |r| r.state.as_str()).to_string(),
             Effect::Put { key, .. } if key.is_under(&layout::lease_dir()) => "lease".into(),
             Effect::Put { key, .. } if key.is_under(&layout::publishing_dir()) => "heartbeat".into(),
             Effect::Put { .. } => "upload".into(),

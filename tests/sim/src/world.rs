@@ -256,8 +256,6 @@ impl SimStore {
         issue(&self.world, self.actor, what, f)
     }
 
-
-
     fn model(&self) -> Model {
         lock(&self.world).model
     }

@@ -33,7 +33,16 @@ fn schedules(model: Model) {
         .failures
         .iter()
         .take(10)
-        .map(|o| format!("seed {} ({}): {}\n  replay: cargo run -p deskew-sim --release -- --model {} --seed {} --trace", o.seed, o.violations.len(), o.violations[0], model.name(), o.seed))
+        .map(|o| {
+            format!(
+                "seed {} ({}): {}\n  replay: cargo run -p deskew-sim --release -- --model {} --seed {} --trace",
+                o.seed,
+                o.violations.len(),
+                o.violations[0],
+                model.name(),
+                o.seed
+            )
+        })
         .collect();
     assert!(s.failures.is_empty(), "{} of {} schedules broke an invariant:\n{}", s.failures.len(), s.schedules, report.join("\n"));
 }

@@ -681,9 +681,8 @@ pub async fn gc_deletes_while_publish_registers(store: &dyn Store) {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, new) = race_setup(store, tmp.path(), "").await;
     let (pstore, gstore) = race(store, Race::GcDeletesWhilePublishRegisters, &id(&new));
-    let run = async {
-        tokio::join!(try_publish(&pstore, &dir, &new, now()), try_gc(&gstore, Policy { grace: Duration::ZERO, ..policy(1, None, &[]) }, now(), None))
-    };
+    let run =
+        async { tokio::join!(try_publish(&pstore, &dir, &new, now()), try_gc(&gstore, Policy { grace: Duration::ZERO, ..policy(1, None, &[]) }, now(), None)) };
     let (p, g) = tokio::time::timeout(Duration::from_secs(60), run).await.expect("publish and gc deadlocked");
     let p = p.unwrap_or_else(|e| panic!("publish: {}", deskew_core::error_chain(&e)));
     let g = g.unwrap_or_else(|e| panic!("gc: {}", deskew_core::error_chain(&e)));

@@ -31,10 +31,6 @@ pub fn synthetic_build(dir: &Path, version: &str, chunks: &[&str], robots: &str)
         body.push_str(&format!("import(\"./{c}.{hash}.js\");\n"));
     }
     std::fs::write(dir.join(&main), body).unwrap();
-    std::fs::write(
-        dir.join("index.html"),
-        format!("<!doctype html><title>{version}</title><script type=module src=\"/{main}\"></script>\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("index.html"), format!("<!doctype html><title>{version}</title><script type=module src=\"/{main}\"></script>\n")).unwrap();
     std::fs::write(dir.join("robots.txt"), robots).unwrap();
 }

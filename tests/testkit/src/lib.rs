@@ -39,7 +39,8 @@ pub fn available(service: Service) -> bool {
     let (present, what) = match service {
         Service::S3 => (std::env::var("DESKEW_TEST_S3_ENDPOINT").is_ok_and(|v| !v.is_empty()), "SeaweedFS is not running"),
         Service::Nginx => (
-            (std::path::Path::new("/usr/sbin/nginx").exists() || which("nginx")) && std::path::Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists(),
+            (std::path::Path::new("/usr/sbin/nginx").exists() || which("nginx"))
+                && std::path::Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists(),
             "nginx (with its stream module) is not installed",
         ),
         Service::Chromium => (chromium_path().is_some(), "Chromium is not installed"),

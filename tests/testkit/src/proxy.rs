@@ -120,7 +120,11 @@ async fn handle(
     if throttle {
         faults.throttled.fetch_add(1, Ordering::SeqCst);
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
-        return Ok(Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).header("content-type", "application/xml").body(Full::new(Bytes::from(xml))).unwrap());
+        return Ok(Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header("content-type", "application/xml")
+            .body(Full::new(Bytes::from(xml)))
+            .unwrap());
     }
     if parts.method == hyper::Method::PUT && parts.headers.contains_key("if-none-match") && faults.ignore_conditional_puts.load(Ordering::SeqCst) {
         return Ok(Response::builder().status(StatusCode::OK).header("etag", "\"0\"").body(Full::new(Bytes::new())).unwrap());
@@ -130,7 +134,11 @@ async fn handle(
         if signed.len() == 64 && signed.bytes().all(|b| b.is_ascii_hexdigit()) {
             if !signed.eq_ignore_ascii_case(&deskew_core::digest::sha256_hex(&body)) {
                 let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>XAmzContentSHA256Mismatch</Code><Message>The provided 'x-amz-content-sha256' header does not match what was computed.</Message></Error>";
-                return Ok(Response::builder().status(StatusCode::BAD_REQUEST).header("content-type", "application/xml").body(Full::new(Bytes::from(xml))).unwrap());
+                return Ok(Response::builder()
+                    .status(StatusCode::BAD_REQUEST)
+                    .header("content-type", "application/xml")
+                    .body(Full::new(Bytes::from(xml)))
+                    .unwrap());
             }
             faults.payloads_checked.fetch_add(1, Ordering::SeqCst);
         }

@@ -117,7 +117,11 @@ async fn serve((root, faults, log): State, req: Request<hyper::body::Incoming>) 
 async fn respond(root: &std::path::Path, faults: &SiteFaults, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, std::io::Error> {
     let path = req.uri().path().to_string();
     if path == "/loop" {
-        return Ok(Response::builder().status(StatusCode::FOUND).header("location", "/loop").body(Full::new(Bytes::new()).map_err(|n: Infallible| match n {}).boxed()).unwrap());
+        return Ok(Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", "/loop")
+            .body(Full::new(Bytes::new()).map_err(|n: Infallible| match n {}).boxed())
+            .unwrap());
     }
     let rel = if path.ends_with('/') { format!("{path}index.html") } else { path.clone() };
     let rel = rel.trim_start_matches('/');

@@ -25,10 +25,9 @@ pub fn make_test_ca(dir: &Path) -> TestCa {
     openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=deskew test CA"]);
     openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
     std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext"]);
-    TestCa {
-        ca_pem: dir.join("ca.pem"),
-        cert_pem: std::fs::read(dir.join("server.pem")).unwrap(),
-        key_pem: std::fs::read(dir.join("server.key")).unwrap(),
-    }
+    openssl(
+        dir,
+        &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext"],
+    );
+    TestCa { ca_pem: dir.join("ca.pem"), cert_pem: std::fs::read(dir.join("server.pem")).unwrap(), key_pem: std::fs::read(dir.join("server.key")).unwrap() }
 }

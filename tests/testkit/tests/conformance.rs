@@ -30,11 +30,7 @@ mod s3 {
 
     async fn make() -> TestStore {
         let (endpoint, bucket, key, secret) = deskew_testkit::s3_server();
-        let opts = S3Options {
-            endpoint_url: Some(endpoint),
-            static_credentials: Some((key, secret)),
-            ..S3Options::default()
-        };
+        let opts = S3Options { endpoint_url: Some(endpoint), static_credentials: Some((key, secret)), ..S3Options::default() };
         let store = S3Store::connect(&bucket, &deskew_testkit::unique_prefix("conformance"), &opts).await.unwrap();
         TestStore { store: Box::new(store), guard: Box::new(()) }
     }

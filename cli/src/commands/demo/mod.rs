@@ -109,7 +109,12 @@ fn mode(browser: bool) -> Result<Mode> {
     if let Err(e) = deskew_probe::browser::launch::find(&browser) {
         bail!("--browser needs Chromium: {e}");
     }
-    let page = deskew_probe::browser::page::PageOptions { idle: Duration::from_millis(200), timeout: Duration::from_secs(10), visits: vec!["#/about".into()], ..Default::default() };
+    let page = deskew_probe::browser::page::PageOptions {
+        idle: Duration::from_millis(200),
+        timeout: Duration::from_secs(10),
+        visits: vec!["#/about".into()],
+        ..Default::default()
+    };
     Ok(Mode::Browser { browser, page })
 }
 

@@ -29,7 +29,12 @@ pub async fn stop(a: ProbeStopArgs, printer: &Printer, signals: &Signals) -> Res
     }
     let now = dir.read::<Identity>("probe.json")?;
     if now.as_ref().is_none_or(|n| n.token != who.token) {
-        bail!("the background probe (pid {}, started {}) was replaced in `{}` by another --detach while stopping: no verdict for it", who.pid, who.started, dir.dir().display());
+        bail!(
+            "the background probe (pid {}, started {}) was replaced in `{}` by another --detach while stopping: no verdict for it",
+            who.pid,
+            who.started,
+            dir.dir().display()
+        );
     }
     let Some(report) = own_report(&dir, &who)? else {
         let why = match dir.read::<super::state::Failure>("error.json")? {
@@ -62,12 +67,21 @@ fn own_report(dir: &StateDir, who: &Identity) -> Result<Option<Report>> {
     let done = dir.read::<super::state::Done>("done.json")?;
     let genuine = done.is_some_and(|d| d.token == who.token && d.report_sha256 == deskew_core::digest::sha256_hex(&body));
     if !genuine {
-        bail!("`{}` is not the report the background probe (pid {}) wrote (changed, or left by another probe): no verdict", dir.path("report.json").display(), who.pid);
+        bail!(
+            "`{}` is not the report the background probe (pid {}) wrote (changed, or left by another probe): no verdict",
+            dir.path("report.json").display(),
+            who.pid
+        );
     }
     let report: Report = serde_json::from_slice(&body).with_context(|| format!("`{}` is not a probe report", dir.path("report.json").display()))?;
     if let Some(beat) = dir.read::<Heartbeat>("status.json")?.filter(|b| b.token == who.token) {
         if (beat.failed as u64) > report.loads.failed || (beat.loads as u64) > report.loads.total {
-            bail!("`{}` counts fewer loads or failures than the probe's own heartbeat ({} loads, {} failed): no verdict", dir.path("report.json").display(), beat.loads, beat.failed);
+            bail!(
+                "`{}` counts fewer loads or failures than the probe's own heartbeat ({} loads, {} failed): no verdict",
+                dir.path("report.json").display(),
+                beat.loads,
+                beat.failed
+            );
         }
     }
     Ok(Some(report))
@@ -123,7 +137,16 @@ pub fn status(a: ProbeStatusArgs, printer: &Printer) -> Result<Status> {
         Liveness::Free(_) if dir.path("report.json").exists() => "finished",
         Liveness::Free(_) => "dead",
     };
-    let out = StatusOut { version: crate::formats::PROBE_STATUS, state, pid: who.pid, started: who.started, loads: beat.loads, failed: beat.failed, phase: beat.phase, updated: beat.updated };
+    let out = StatusOut {
+        version: crate::formats::PROBE_STATUS,
+        state,
+        pid: who.pid,
+        started: who.started,
+        loads: beat.loads,
+        failed: beat.failed,
+        phase: beat.phase,
+        updated: beat.updated,
+    };
     if a.json {
         printer.json(&out)?;
     }

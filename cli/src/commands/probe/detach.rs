@@ -47,7 +47,9 @@ const START_WAIT: Duration = Duration::from_secs(60);
 /// Starts the background probe and waits until its traffic flows.
 pub async fn start(a: &ProbeArgs, printer: &Printer) -> Result<Status> {
     if !a.command.is_empty() {
-        bail!("--detach runs the probe in the background: run the deploy as its own step, then `deskew probe stop --state DIR`; a deploy command after `--` is for the wrapping form");
+        bail!(
+            "--detach runs the probe in the background: run the deploy as its own step, then `deskew probe stop --state DIR`; a deploy command after `--` is for the wrapping form"
+        );
     }
     if a.duration.is_some() {
         bail!("--detach runs until `deskew probe stop`; use --max-duration to bound it, not --duration");
@@ -69,7 +71,16 @@ pub async fn start(a: &ProbeArgs, printer: &Printer) -> Result<Status> {
     loop {
         // Our own worker's heartbeat: another start racing for DIR has another token.
         if let Some(h) = dir.read::<Heartbeat>("status.json").ok().flatten().filter(|h| h.loads > 0 && h.token == token && h.pid == child.id()) {
-            printer.status("Detached", format_args!("probe pid {} is loading {} ({} loads so far); finish it with `deskew probe stop --state {}`", h.pid, super::page(a), h.loads, dir.dir().display()));
+            printer.status(
+                "Detached",
+                format_args!(
+                    "probe pid {} is loading {} ({} loads so far); finish it with `deskew probe stop --state {}`",
+                    h.pid,
+                    super::page(a),
+                    h.loads,
+                    dir.dir().display()
+                ),
+            );
             return Ok(Status::Ok);
         }
         if let Some(status) = child.try_wait().context("failed to watch the background probe")? {
@@ -204,7 +215,10 @@ impl Worker {
         tokio::spawn(async move {
             loop {
                 if dir.read::<Identity>("probe.json").ok().flatten().is_none_or(|i| i.token != token) {
-                    anstream::eprintln!("probe: `{}` no longer names this probe (removed or replaced): ending without writing there", dir.path("probe.json").display());
+                    anstream::eprintln!(
+                        "probe: `{}` no longer names this probe (removed or replaced): ending without writing there",
+                        dir.path("probe.json").display()
+                    );
                     lost.store(true, Ordering::SeqCst);
                     stop.cancel();
                     return;
@@ -269,5 +283,9 @@ impl Worker {
 
 /// An error for a state directory that holds no detached probe.
 pub fn not_started(dir: &StateDir) -> anyhow::Error {
-    anyhow!("`{}` holds no probe started with --detach (no `probe.json`): start one with `deskew probe URL --detach --state {}`", dir.dir().display(), dir.dir().display())
+    anyhow!(
+        "`{}` holds no probe started with --detach (no `probe.json`): start one with `deskew probe URL --detach --state {}`",
+        dir.dir().display(),
+        dir.dir().display()
+    )
 }

@@ -168,7 +168,12 @@ fn mode(a: &ProbeArgs, loader: &LoaderOptions, storage: Option<&storage::Storage
             if let Some((user, pass)) = &loader.basic_auth {
                 headers.push(("Authorization".into(), format!("Basic {}", deskew_probe::tls::base64(format!("{user}:{pass}").as_bytes()))));
             }
-            let mut cookies: Vec<serde_json::Value> = a.cookies.iter().filter_map(|c| c.split_once('=')).map(|(n, v)| serde_json::json!({ "name": n, "value": v, "url": page(a).as_str() })).collect();
+            let mut cookies: Vec<serde_json::Value> = a
+                .cookies
+                .iter()
+                .filter_map(|c| c.split_once('='))
+                .map(|(n, v)| serde_json::json!({ "name": n, "value": v, "url": page(a).as_str() }))
+                .collect();
             let mut local_storage = Vec::new();
             if let Some(s) = storage {
                 cookies.extend(s.cookies.iter().cloned());

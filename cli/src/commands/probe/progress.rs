@@ -44,12 +44,7 @@ impl Watch {
                     tokio::time::sleep(STATUS_EVERY).await;
                     let c = counts.lock().expect("counts lock");
                     let secs = started.elapsed().as_secs_f64();
-                    anstream::eprintln!(
-                        "probe: {secs:.0}s, {} loads, {} failed, {:.1} loads/s",
-                        c.loads,
-                        c.failed,
-                        c.loads as f64 / secs.max(0.001)
-                    );
+                    anstream::eprintln!("probe: {secs:.0}s, {} loads, {} failed, {:.1} loads/s", c.loads, c.failed, c.loads as f64 / secs.max(0.001));
                 }
             })
         });

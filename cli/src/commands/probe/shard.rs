@@ -30,7 +30,8 @@ pub fn plan(a: &ProbeArgs) -> Result<Plan> {
     let shard = match (a.shard, a.shards) {
         (Some(s), _) => Some(s),
         (None, Some(n)) => {
-            let index = std::env::var("JOB_COMPLETION_INDEX").context("--shards N takes this shard's index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), which is not set; give --shard I/N")?;
+            let index = std::env::var("JOB_COMPLETION_INDEX")
+                .context("--shards N takes this shard's index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), which is not set; give --shard I/N")?;
             let i: u32 = index.trim().parse().with_context(|| format!("JOB_COMPLETION_INDEX `{index}` is not a shard index"))?;
             if i >= n {
                 bail!("JOB_COMPLETION_INDEX {i} is not below --shards {n}");
@@ -57,7 +58,10 @@ pub fn plan(a: &ProbeArgs) -> Result<Plan> {
     // Without a deploy command (the pipeline deploys), no shard deploys: all probe the same window.
     let deploys = i == a.deploy_shard && !a.command.is_empty();
     if !deploys && !a.command.is_empty() && a.duration.is_none() && a.until_file.is_none() && a.until_url.is_none() {
-        bail!("shard {i} does not run the deploy command (shard {} does): give --until-file or --until-url (the end of the rollout), or --duration", a.deploy_shard);
+        bail!(
+            "shard {i} does not run the deploy command (shard {} does): give --until-file or --until-url (the end of the rollout), or --duration",
+            a.deploy_shard
+        );
     }
     Ok(Plan { run: Some(RunInfo { id, shard: Some(i), shards: n, merged: Vec::new() }), deploys })
 }
