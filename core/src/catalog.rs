@@ -6,6 +6,7 @@
 
 use futures::StreamExt;
 
+use crate::intern::Interner;
 use crate::key::Key;
 use crate::layout;
 use crate::release::{RecordError, ReleaseId, ReleaseRecord};
@@ -25,6 +26,16 @@ pub enum CatalogError {
     BadName(Key),
 }
 
+/// Record text read at once, in units of 64 KiB: 32 MiB. A record of 50,000 files is about
+/// 16 MB, so two are read at a time; records of smaller builds, up to 16 at a time. One larger
+/// than the budget is read alone.
+const READ_BUDGET_UNITS: u32 = 512;
+
+/// What reading a record of `size` bytes takes from a budget of `budget` units.
+fn budget_units(size: u64, budget: u32) -> u32 {
+    u32::try_from(size.div_ceil(64 << 10)).unwrap_or(u32::MAX).clamp(1, budget)
+}
+
 /// The records of a store, newest first, and what could not be read.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -41,6 +52,11 @@ pub struct Catalog {
 impl Catalog {
     /// Reads every record. Fails only if the records folder cannot be listed.
     pub async fn load(store: &dyn Store) -> Result<Catalog, StoreError> {
+        Catalog::load_within(store, READ_BUDGET_UNITS).await
+    }
+
+    /// [`load`](Catalog::load), holding at most `budget` units of 64 KiB of record text at once.
+    async fn load_within(store: &dyn Store, budget: u32) -> Result<Catalog, StoreError> {
         let listing = store.list(Some(&layout::releases_dir())).await?.objects;
         let mut problems = Vec::new();
         let mut keys = Vec::new();
@@ -53,22 +69,28 @@ impl Catalog {
                 problems.push(CatalogError::BadName(obj.key.clone()));
                 continue;
             }
-            keys.push(obj.key);
+            keys.push((obj.key, obj.size));
         }
-        let results: Vec<(Key, Result<ReleaseRecord, CatalogError>)> = futures::stream::iter(keys)
-            .map(|key| async move {
-                let record = match store.get(&key).await {
-                    Ok(bytes) => ReleaseRecord::parse(&key, &bytes).map_err(CatalogError::from),
-                    Err(e) => Err(e.into()),
-                };
-                (key, record)
+        // Read up to 16 at a time and no more text than the budget at once, parsed one by one as
+        // they come, sharing the paths the records have in common (kept releases share most of
+        // their files); each text is dropped, and its budget freed, once parsed.
+        let permits = tokio::sync::Semaphore::new(budget as usize);
+        let permits = &permits;
+        let mut fetched = futures::stream::iter(keys)
+            .map(|(key, size)| async move {
+                let permit = permits.acquire_many(budget_units(size, budget)).await.expect("the budget is never closed");
+                (store.get(&key).await, key, permit)
             })
-            .buffer_unordered(16)
-            .collect()
-            .await;
+            .buffer_unordered(16);
+        let mut interner = Interner::default();
         let mut records = Vec::new();
         let mut vanished = Vec::new();
-        for (key, r) in results {
+        while let Some((got, key, permit)) = fetched.next().await {
+            let r = match got {
+                Ok(bytes) => interner.scope(|| ReleaseRecord::parse(&key, &bytes)).map_err(CatalogError::from),
+                Err(e) => Err(e.into()),
+            };
+            drop(permit);
             match r {
                 Ok(rec) => records.push(rec),
                 // Deleted between the listing and the read: gone, not broken.
@@ -89,5 +111,134 @@ impl Catalog {
     /// The record of release `id`.
     pub fn get(&self, id: &ReleaseId) -> Option<&ReleaseRecord> {
         self.records.iter().find(|r| &r.release == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::SystemTime;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::manifest::{FileClass, Manifest, ManifestFile};
+    use crate::store::memory::MemStore;
+    use crate::store::{Body, Capabilities, Listing, PutOptions, WriteGuard};
+    use crate::time::Timestamp;
+
+    /// A store that counts the record texts alive at once: from the start of a read (which
+    /// takes a few scheduler turns) until the bytes it returned are dropped.
+    #[derive(Debug)]
+    struct Gauge {
+        inner: MemStore,
+        now: Arc<AtomicUsize>,
+        most: AtomicUsize,
+    }
+
+    /// Bytes that count themselves out of the gauge when dropped.
+    struct Counted(Bytes, Arc<AtomicUsize>);
+
+    impl AsRef<[u8]> for Counted {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait]
+    impl Store for Gauge {
+        fn url(&self) -> &str {
+            self.inner.url()
+        }
+        async fn capabilities(&self) -> Result<Capabilities, StoreError> {
+            self.inner.capabilities().await
+        }
+        async fn put(&self, key: &Key, body: Body, opts: &PutOptions) -> Result<(), StoreError> {
+            self.inner.put(key, body, opts).await
+        }
+        async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(n, Ordering::SeqCst);
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            let counted = Counted(self.inner.get(key).await?, self.now.clone());
+            Ok(Bytes::from_owner(counted))
+        }
+        async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+        async fn delete_many(&self, keys: &[Key], guard: Option<&WriteGuard>) -> Vec<Result<(), StoreError>> {
+            self.inner.delete_many(keys, guard).await
+        }
+    }
+
+    fn file(path: &str, sha: &str) -> ManifestFile {
+        ManifestFile {
+            path: Key::new(path).unwrap(),
+            sha256: sha.repeat(64).into(),
+            size: 1,
+            content_type: "text/javascript".into(),
+            cache_control: "public, max-age=31536000, immutable".into(),
+            class: if path == "index.html" { FileClass::Entry } else { FileClass::Immutable },
+        }
+    }
+
+    /// Six records sharing `shared.js` and `index.html`'s path, each with one file of its own.
+    async fn store_of_six() -> Gauge {
+        let inner = MemStore::new("catalog");
+        for i in 0..6 {
+            let files = vec![file("index.html", &i.to_string()), file("shared.js", "a"), file(&format!("own{i}.js"), "b")];
+            let m = Manifest::from_files(files, Some(ReleaseId::new(format!("r{i}")).unwrap()));
+            let rec = ReleaseRecord::pending(m, Timestamp(SystemTime::UNIX_EPOCH));
+            let body = Body::Bytes(Bytes::from(rec.to_json()));
+            inner.put(&layout::record_key(&rec.release), body, &PutOptions::default()).await.unwrap();
+        }
+        Gauge { inner, now: Arc::new(AtomicUsize::new(0)), most: AtomicUsize::new(0) }
+    }
+
+    #[tokio::test]
+    async fn records_share_what_they_have_in_common() {
+        let store = store_of_six().await;
+        let c = Catalog::load(&store).await.unwrap();
+        assert_eq!((c.records.len(), c.problems.len()), (6, 0));
+        let shared: Vec<&ManifestFile> = c.records.iter().map(|r| r.manifest.file(&Key::new("shared.js").unwrap()).unwrap()).collect();
+        let entries: Vec<&ManifestFile> = c.records.iter().map(|r| r.manifest.file(&Key::new("index.html").unwrap()).unwrap()).collect();
+        for (a, b) in shared.iter().zip(&shared[1..]).chain(entries.iter().zip(&entries[1..])) {
+            assert!(std::ptr::eq(a.path.as_str(), b.path.as_str()), "one allocation for `{}` in every record", a.path);
+            assert!(Arc::ptr_eq(&a.content_type, &b.content_type) && Arc::ptr_eq(&a.cache_control, &b.cache_control));
+        }
+        for (a, b) in shared.iter().zip(&shared[1..]) {
+            assert!(Arc::ptr_eq(&a.sha256, &b.sha256));
+        }
+        assert!(!Arc::ptr_eq(&entries[0].sha256, &entries[1].sha256), "different digests stay different");
+        assert_ne!(entries[0].sha256, entries[1].sha256);
+    }
+
+    #[tokio::test]
+    async fn record_text_in_memory_stays_within_the_budget() {
+        let store = store_of_six().await;
+        Catalog::load_within(&store, 1).await.unwrap();
+        assert_eq!(store.most.load(Ordering::SeqCst), 1, "a budget of one unit holds one record's text at a time");
+        let store = store_of_six().await;
+        let c = Catalog::load(&store).await.unwrap();
+        assert_eq!(c.records.len(), 6);
+        assert!(store.most.load(Ordering::SeqCst) > 1, "small records are read several at a time");
+        assert_eq!(
+            (budget_units(0, 512), budget_units(16_000_000, 512), budget_units(u64::MAX, 512)),
+            (1, 245, 512),
+            "one larger than the budget is read alone"
+        );
     }
 }

@@ -5,12 +5,15 @@
 //! never name anything outside the store's root, whichever backend maps it to a file or object.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A relative path inside a store, validated so that it cannot escape the store's root.
+/// A relative path inside a store, validated so that it cannot escape the store's root. Cheap to
+/// clone (shared); keys parsed inside an [`Interner`](crate::intern::Interner) scope share
+/// equal strings.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key(String);
+pub struct Key(Arc<str>);
 
 /// Why a string is not a valid [`Key`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,22 +39,27 @@ impl Key {
     /// Validates `path` as a key.
     pub fn new(path: impl Into<String>) -> Result<Key, KeyError> {
         let path = path.into();
+        Key::from_str(&path)
+    }
+
+    /// Validates `path` as a key (shared with equal keys inside an interner's scope).
+    fn from_str(path: &str) -> Result<Key, KeyError> {
         if path.is_empty() {
             return Err(KeyError::Empty);
         }
         if path.len() > 1024 {
-            return Err(KeyError::TooLong(path));
+            return Err(KeyError::TooLong(path.into()));
         }
         if path.starts_with('/') {
-            return Err(KeyError::Absolute(path));
+            return Err(KeyError::Absolute(path.into()));
         }
         if path.chars().any(|c| c == '\\' || c.is_control()) {
-            return Err(KeyError::BadChar(path));
+            return Err(KeyError::BadChar(path.into()));
         }
         if path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
-            return Err(KeyError::BadSegment(path));
+            return Err(KeyError::BadSegment(path.into()));
         }
-        Ok(Key(path))
+        Ok(Key(crate::intern::intern(path)))
     }
 
     /// The key as a `/`-separated string.
@@ -61,12 +69,12 @@ impl Key {
 
     /// `self/child`, where `child` is itself a valid key.
     pub fn join(&self, child: &Key) -> Key {
-        Key(format!("{}/{}", self.0, child.0))
+        Key(format!("{}/{}", self.0, child.0).into())
     }
 
     /// Whether this key lies below the folder `prefix` (or is `prefix` itself).
     pub fn is_under(&self, prefix: &Key) -> bool {
-        self.0 == prefix.0 || (self.0.starts_with(&prefix.0) && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
+        self.0 == prefix.0 || (self.0.starts_with(&*prefix.0) && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
     }
 
     /// The last segment: the file name.
@@ -89,8 +97,17 @@ impl Serialize for Key {
 
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-        let s = String::deserialize(d)?;
-        Key::new(s).map_err(serde::de::Error::custom)
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a relative path")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                Key::from_str(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Visitor)
     }
 }
 

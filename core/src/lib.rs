@@ -16,6 +16,7 @@ pub mod headers;
 pub mod heartbeat;
 pub mod host;
 pub mod id;
+pub mod intern;
 pub mod key;
 pub mod layout;
 pub mod lease;

@@ -116,12 +116,19 @@ impl ReleaseRecord {
         struct VersionOnly {
             version: u32,
         }
-        if let Ok(v) = serde_json::from_slice::<VersionOnly>(bytes) {
-            if v.version > FORMAT_VERSION {
-                return Err(RecordError::Version { key: key.clone(), found: v.version });
+        // A record of a newer format is refused as such, whether or not it parses as this one.
+        let too_new = |version: u32| (version > FORMAT_VERSION).then(|| RecordError::Version { key: key.clone(), found: version });
+        let mut rec: ReleaseRecord = match serde_json::from_slice(bytes) {
+            Ok(rec) => rec,
+            Err(source) => {
+                let version = serde_json::from_slice::<VersionOnly>(bytes).map_or(0, |v| v.version);
+                return Err(too_new(version).unwrap_or(RecordError::Parse { key: key.clone(), source }));
             }
+        };
+        if let Some(e) = too_new(rec.version) {
+            return Err(e);
         }
-        let rec: ReleaseRecord = serde_json::from_slice(bytes).map_err(|source| RecordError::Parse { key: key.clone(), source })?;
+        rec.manifest.files.shrink_to_fit();
         let bad = |why: String| Err(RecordError::Inconsistent { key: key.clone(), why });
         if layout::record_key(&rec.release) != *key {
             return bad(format!("it names release `{}`", rec.release));
@@ -179,7 +186,7 @@ mod tests {
     fn record() -> ReleaseRecord {
         let files = vec![ManifestFile {
             path: Key::new("assets/a-0123abcd.js").unwrap(),
-            sha256: "0".repeat(64),
+            sha256: "0".repeat(64).into(),
             size: 1,
             content_type: "text/javascript".into(),
             cache_control: "public".into(),
@@ -199,7 +206,7 @@ mod tests {
         complete.state = ReleaseState::Complete;
         assert!(matches!(ReleaseRecord::parse(&key, complete.to_json().as_bytes()), Err(RecordError::Inconsistent { .. })), "complete needs a completion time");
         let mut tampered = r.clone();
-        tampered.manifest.files[0].sha256 = "1".repeat(64);
+        tampered.manifest.files[0].sha256 = "1".repeat(64).into();
         assert!(matches!(ReleaseRecord::parse(&key, tampered.to_json().as_bytes()), Err(RecordError::Inconsistent { .. })), "the digest covers the files");
         let newer = r.to_json().replacen("\"version\": 1", "\"version\": 99", 1);
         assert!(matches!(ReleaseRecord::parse(&key, newer.as_bytes()), Err(RecordError::Version { found: 99, .. })));

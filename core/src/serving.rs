@@ -34,7 +34,7 @@ use crate::store::ObjectMeta;
 fn candidates(records: &[ReleaseRecord]) -> impl Iterator<Item = (&ReleaseRecord, Key, &str, u64)> {
     let newest = retention::newest_complete(records);
     // The newest's mutable files by path (`None`: no complete release).
-    let newest_sha: Option<HashMap<&Key, &str>> = newest.map(|n| n.manifest.of_class(FileClass::Mutable).map(|f| (&f.path, f.sha256.as_str())).collect());
+    let newest_sha: Option<HashMap<&Key, &str>> = newest.map(|n| n.manifest.of_class(FileClass::Mutable).map(|f| (&f.path, &*f.sha256)).collect());
     records
         .iter()
         .filter(move |r| r.state != ReleaseState::Dropping && Some(&r.release) != newest.map(|n| &n.release))
@@ -42,9 +42,9 @@ fn candidates(records: &[ReleaseRecord]) -> impl Iterator<Item = (&ReleaseRecord
         .filter(move |(r, f)| match newest_sha.as_ref().map(|m| m.get(&f.path)) {
             None => true,                                   // no complete release
             Some(None) => r.state == ReleaseState::Pending, // a path the newest does not ship
-            Some(Some(sha)) => *sha != f.sha256,
+            Some(Some(sha)) => *sha != &*f.sha256,
         })
-        .map(|(r, f)| (r, layout::file_key(&r.release, f), f.sha256.as_str(), f.size))
+        .map(|(r, f)| (r, layout::file_key(&r.release, f), &*f.sha256, f.size))
 }
 
 /// Mutable files to read and hash: with a listing, those whose listed size matches a
@@ -93,7 +93,7 @@ mod tests {
     fn file(path: &str, class: FileClass, content: &str) -> ManifestFile {
         ManifestFile {
             path: Key::new(path).unwrap(),
-            sha256: crate::digest::sha256_hex(content.as_bytes()),
+            sha256: crate::digest::sha256_hex(content.as_bytes()).into(),
             size: content.len() as u64,
             class,
             content_type: "text/plain".into(),
@@ -119,7 +119,7 @@ mod tests {
     }
 
     fn stored(f: &ManifestFile) -> HashMap<Key, String> {
-        HashMap::from([(f.path.clone(), f.sha256.clone())])
+        HashMap::from([(f.path.clone(), f.sha256.to_string())])
     }
 
     #[test]

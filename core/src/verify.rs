@@ -108,7 +108,7 @@ pub async fn verify(store: &dyn Store, releases: &[&ReleaseRecord], all: &[Relea
         for (key, f) in r.stored_files() {
             let problem = match actual.get(&key) {
                 None => Problem::Missing,
-                Some(Ok(sha)) if *sha == f.sha256 => continue,
+                Some(Ok(sha)) if *sha == *f.sha256 => continue,
                 Some(Ok(sha)) => Problem::Corrupt { actual: sha.clone() },
                 Some(Err(why)) => Problem::Unreadable { why: why.clone() },
             };
@@ -124,7 +124,7 @@ pub async fn verify(store: &dyn Store, releases: &[&ReleaseRecord], all: &[Relea
                 && matches!(&finding.problem, Problem::Corrupt { actual } if all.iter()
                     .take_while(|o| o.release != r.release)
                     .filter(|o| o.state == ReleaseState::Complete)
-                    .any(|o| o.manifest.file(&f.path).is_some_and(|n| &n.sha256 == actual)));
+                    .any(|o| o.manifest.file(&f.path).is_some_and(|n| *n.sha256 == **actual)));
             if replaced_by_newer {
                 report.superseded.push(finding);
             } else {
@@ -140,6 +140,6 @@ pub async fn verify(store: &dyn Store, releases: &[&ReleaseRecord], all: &[Relea
 fn unfinished_with(all: &[ReleaseRecord], path: &Key, sha256: &str) -> Option<ReleaseId> {
     all.iter()
         .filter(|o| o.state == ReleaseState::Pending)
-        .find(|o| o.manifest.file(path).is_some_and(|n| n.class == FileClass::Mutable && n.sha256 == sha256))
+        .find(|o| o.manifest.file(path).is_some_and(|n| n.class == FileClass::Mutable && &*n.sha256 == sha256))
         .map(|o| o.release.clone())
 }

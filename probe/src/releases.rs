@@ -56,7 +56,7 @@ impl ReleaseIndex {
             for f in &r.manifest.files {
                 match f.class {
                     FileClass::Entry => {
-                        self.by_entry.insert(f.sha256.clone(), r.release.clone());
+                        self.by_entry.insert(f.sha256.to_string(), r.release.clone());
                     }
                     FileClass::Immutable | FileClass::Mutable => {
                         paths.push(f.path.to_string());

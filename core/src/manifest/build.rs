@@ -308,11 +308,11 @@ fn describe(key: Key, sha256: String, size: u64, opts: &BuildOptions) -> Manifes
     let path = key.as_str();
     let class = opts.classifier.classify(path);
     ManifestFile {
-        content_type: opts.headers.content_type(path).map_or_else(|| crate::mime::content_type(path), str::to_string),
-        cache_control: opts.headers.cache_control(path).unwrap_or(classify::cache_control(class)).to_string(),
+        content_type: opts.headers.content_type(path).map_or_else(|| crate::mime::content_type(path), str::to_string).into(),
+        cache_control: opts.headers.cache_control(path).unwrap_or(classify::cache_control(class)).into(),
         class,
         path: key,
-        sha256,
+        sha256: sha256.into(),
         size,
     }
 }
@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(paths, ["assets/main-BcD3fG7h.js", "favicon.ico", "index.html"]);
         assert_eq!(a.total, Totals { files: 3, bytes: 13 + 14 + 3 });
         assert_eq!(a.file(&Key::new("index.html").unwrap()).unwrap().class, FileClass::Entry);
-        assert_eq!(a.files[0].sha256, sha256_hex(b"console.log(1)"));
+        assert_eq!(*a.files[0].sha256, sha256_hex(b"console.log(1)"));
         assert_eq!(a.release.as_str(), &a.digest[..12]);
     }
 
@@ -394,7 +394,7 @@ mod tests {
         }
         expected.sort();
         let m = Manifest::from_dir(dir.path(), &BuildOptions::default()).unwrap();
-        let got: Vec<_> = m.files.iter().map(|f| (f.path.to_string(), f.sha256.clone(), f.size)).collect();
+        let got: Vec<_> = m.files.iter().map(|f| (f.path.to_string(), f.sha256.to_string(), f.size)).collect();
         assert_eq!(got, expected);
     }
 

@@ -9,6 +9,8 @@
 
 mod build;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -49,13 +51,16 @@ pub struct ManifestFile {
     /// Path relative to the build directory, `/`-separated.
     pub path: Key,
     /// Lower-case hex sha256 of the content.
-    pub sha256: String,
+    #[serde(deserialize_with = "crate::intern::shared")]
+    pub sha256: Arc<str>,
     /// Size in bytes.
     pub size: u64,
     /// The `Content-Type` it is served with.
-    pub content_type: String,
+    #[serde(deserialize_with = "crate::intern::shared")]
+    pub content_type: Arc<str>,
     /// The `Cache-Control` it is served with.
-    pub cache_control: String,
+    #[serde(deserialize_with = "crate::intern::shared")]
+    pub cache_control: Arc<str>,
     /// Its class.
     pub class: FileClass,
 }

@@ -575,7 +575,12 @@ fn sort_problems(mut catalog: Catalog, manifest: &Manifest, report: &mut Publish
     Ok((catalog, unreadable))
 }
 
-async fn dry_run(ctx: &Ctx<'_>, record: &ReleaseRecord, vouched: &HashMap<Key, Option<String>>, report: &mut PublishReport) -> Result<(), PublishError> {
+async fn dry_run(
+    ctx: &Ctx<'_>,
+    record: &ReleaseRecord,
+    vouched: &HashMap<Key, Option<std::sync::Arc<str>>>,
+    report: &mut PublishReport,
+) -> Result<(), PublishError> {
     let listing = ctx.store.list(None).await?;
     let needed = plan::needed(record, &plan::sizes(&listing.objects), vouched);
     count_uploads(report, &needed);
@@ -608,7 +613,7 @@ async fn start_heartbeat(ctx: &Ctx<'_>, release: &ReleaseId) -> Result<Heartbeat
 async fn run_steps(
     ctx: &Ctx<'_>,
     mut record: ReleaseRecord,
-    vouched: &HashMap<Key, Option<String>>,
+    vouched: &HashMap<Key, Option<std::sync::Arc<str>>>,
     mut report: PublishReport,
 ) -> Result<PublishReport, PublishError> {
     let mut registered = None;
@@ -747,7 +752,7 @@ async fn wait_for_gc(ctx: &Ctx<'_>, record: &ReleaseRecord, size: u64) -> Result
 async fn upload_missing(
     ctx: &Ctx<'_>,
     record: &ReleaseRecord,
-    vouched: &HashMap<Key, Option<String>>,
+    vouched: &HashMap<Key, Option<std::sync::Arc<str>>>,
     list: bool,
     report: &mut PublishReport,
 ) -> Result<(), PublishError> {
@@ -853,7 +858,7 @@ async fn changed_mutable<'r>(ctx: &Ctx<'_>, record: &'r ReleaseRecord) -> Result
     let checked: Vec<Option<(Key, &ManifestFile)>> = futures::stream::iter(mutable)
         .map(|(key, f)| async move {
             match ctx.store.get(&key).await {
-                Ok(bytes) if crate::digest::sha256_hex(&bytes) == f.sha256 => Ok(None),
+                Ok(bytes) if crate::digest::sha256_hex(&bytes) == *f.sha256 => Ok(None),
                 Ok(_) => Ok(Some((key, f))),
                 Err(e) if e.is_not_found() => Ok(Some((key, f))),
                 Err(e) => Err(PublishError::from(e)),
@@ -894,9 +899,9 @@ async fn upload_all(
             let create = f.class == FileClass::Immutable && ctx.exclusive && !ctx.damaged.contains(&key);
             let put = PutOptions {
                 mode: if create { PutMode::Create } else { PutMode::Overwrite },
-                content_type: Some(f.content_type.clone()),
-                cache_control: Some(f.cache_control.clone()),
-                sha256: Some(f.sha256.clone()),
+                content_type: Some(f.content_type.to_string()),
+                cache_control: Some(f.cache_control.to_string()),
+                sha256: Some(f.sha256.to_string()),
                 guard: guard.clone(),
             };
             let mut attempts = 0;
@@ -908,14 +913,14 @@ async fn upload_all(
                     Err(StoreError::AlreadyExists { .. }) => match ctx.store.get(&key).await {
                         Ok(bytes) => {
                             let stored = crate::digest::sha256_hex(&bytes);
-                            if stored == f.sha256 {
+                            if stored == *f.sha256 {
                                 break;
                             }
                             return Err(PublishError::StoredClash {
                                 key,
                                 store: ctx.store.url().into(),
                                 stored,
-                                ours: f.sha256.clone(),
+                                ours: f.sha256.to_string(),
                                 release: release.clone(),
                             });
                         }

@@ -7,6 +7,7 @@
 //! complete record (a release published again) vouches for them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::key::Key;
 use crate::manifest::{FileClass, Manifest, ManifestFile};
@@ -24,13 +25,13 @@ pub fn sizes(listing: &[ObjectMeta]) -> HashMap<&Key, u64> {
 
 /// For every key some complete record references: the sha256 they all agree on, or `None` if
 /// they disagree (a mutable file that changed: the store holds one of them, we cannot tell which).
-pub fn vouched_contents(records: &[&ReleaseRecord]) -> HashMap<Key, Option<String>> {
-    let mut out: HashMap<Key, Option<String>> = HashMap::new();
+pub fn vouched_contents(records: &[&ReleaseRecord]) -> HashMap<Key, Option<Arc<str>>> {
+    let mut out: HashMap<Key, Option<Arc<str>>> = HashMap::new();
     for r in records.iter().filter(|r| r.state == ReleaseState::Complete) {
         for (key, f) in r.stored_files() {
             out.entry(key)
                 .and_modify(|v| {
-                    if v.as_deref() != Some(f.sha256.as_str()) {
+                    if v.as_deref() != Some(&*f.sha256) {
                         *v = None;
                     }
                 })
@@ -41,11 +42,11 @@ pub fn vouched_contents(records: &[&ReleaseRecord]) -> HashMap<Key, Option<Strin
 }
 
 /// The files of `record` the store lacks.
-pub fn needed<'r>(record: &'r ReleaseRecord, listing: &HashMap<&Key, u64>, vouched: &HashMap<Key, Option<String>>) -> Vec<(Key, &'r ManifestFile)> {
+pub fn needed<'r>(record: &'r ReleaseRecord, listing: &HashMap<&Key, u64>, vouched: &HashMap<Key, Option<Arc<str>>>) -> Vec<(Key, &'r ManifestFile)> {
     record
         .stored_files()
         .filter(|(key, f)| {
-            let present = listing.get(key) == Some(&f.size) && vouched.get(key).is_some_and(|v| v.as_deref() == Some(f.sha256.as_str()));
+            let present = listing.get(key) == Some(&f.size) && vouched.get(key).is_some_and(|v| v.as_deref() == Some(&*f.sha256));
             !present
         })
         .collect()
@@ -53,8 +54,8 @@ pub fn needed<'r>(record: &'r ReleaseRecord, listing: &HashMap<&Key, u64>, vouch
 
 /// The files of `record` no complete release vouches for, when no listing was made: a vouched
 /// file is stored, since a complete record is whole (I3); the last step's listing checks again.
-pub fn unvouched<'r>(record: &'r ReleaseRecord, vouched: &HashMap<Key, Option<String>>) -> Vec<(Key, &'r ManifestFile)> {
-    record.stored_files().filter(|(key, f)| vouched.get(key).is_none_or(|v| v.as_deref() != Some(f.sha256.as_str()))).collect()
+pub fn unvouched<'r>(record: &'r ReleaseRecord, vouched: &HashMap<Key, Option<Arc<str>>>) -> Vec<(Key, &'r ManifestFile)> {
+    record.stored_files().filter(|(key, f)| vouched.get(key).is_none_or(|v| v.as_deref() != Some(&*f.sha256))).collect()
 }
 
 /// Whether uploads of an earlier attempt may lie in the store unreferenced by any complete
@@ -96,7 +97,7 @@ pub fn conflicts(records: &[ReleaseRecord], manifest: &Manifest, policy: Option<
             .collect();
         if !releases.is_empty() {
             releases.sort();
-            out.push(Conflict { path: f.path.clone(), sha256: f.sha256.clone(), releases });
+            out.push(Conflict { path: f.path.clone(), sha256: f.sha256.to_string(), releases });
         }
     }
     Ok(out)
@@ -161,7 +162,7 @@ mod tests {
     fn file(path: &str, sha: char) -> ManifestFile {
         ManifestFile {
             path: Key::new(path).unwrap(),
-            sha256: sha.to_string().repeat(64),
+            sha256: sha.to_string().repeat(64).into(),
             size: 1,
             content_type: "text/javascript".into(),
             cache_control: "public".into(),

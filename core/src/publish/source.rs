@@ -119,7 +119,7 @@ mod tests {
     fn file(path: &str, size: u64) -> ManifestFile {
         ManifestFile {
             path: Key::new(path).unwrap(),
-            sha256: "0".repeat(64),
+            sha256: "0".repeat(64).into(),
             size,
             content_type: "application/octet-stream".into(),
             cache_control: "no-cache".into(),

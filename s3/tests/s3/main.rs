@@ -93,14 +93,14 @@ async fn objects_carry_headers_read_back_by_the_aws_cli() {
         let h = head(f.path.as_str());
         assert_eq!(h["ContentType"], ct, "{suffix}");
         assert_eq!(h["CacheControl"], cc, "{suffix}");
-        assert_eq!(h["Metadata"]["sha256"], f.sha256.as_str(), "{suffix}");
+        assert_eq!(h["Metadata"]["sha256"], f.sha256.as_ref(), "{suffix}");
         assert_eq!(h["ContentLength"], f.size, "{suffix}");
     }
     let index = find("index.html");
     let h = head(&format!(".deskew/releases/v1/{}", index.path));
     assert_eq!(h["ContentType"], "text/html; charset=utf-8");
     assert_eq!(h["CacheControl"], "no-cache");
-    assert_eq!(h["Metadata"]["sha256"], index.sha256.as_str());
+    assert_eq!(h["Metadata"]["sha256"], index.sha256.as_ref());
 }
 
 /// A large file goes up in parts and comes back whole, with its sha256 as metadata.

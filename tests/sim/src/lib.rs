@@ -46,7 +46,7 @@ fn file(path: &str, class: FileClass, body: &str) -> (ManifestFile, Bytes) {
     let bytes = Bytes::from(body.to_string());
     let f = ManifestFile {
         path: Key::new(path).expect("valid path"),
-        sha256: deskew_core::digest::sha256_hex(&bytes),
+        sha256: deskew_core::digest::sha256_hex(&bytes).into(),
         size: bytes.len() as u64,
         content_type: "text/plain".into(),
         cache_control: "no-cache".into(),

@@ -193,7 +193,7 @@ impl Oracle {
     /// I6: a release that just became complete is the newest: its mutable files hold its content.
     fn check_mutable_current(&mut self, world: &World, record: &ReleaseRecord) {
         for (k, f) in record.stored_files().filter(|(_, f)| f.class == FileClass::Mutable) {
-            if self.shas.get(&k) != Some(&f.sha256) {
+            if self.shas.get(&k).map(String::as_str) != Some(&*f.sha256) {
                 let v = format!("I6: `{}` became complete while `{k}` holds other content than its own", record.release);
                 return self.violation(world, v);
             }
@@ -207,7 +207,7 @@ impl Oracle {
         let stale = record
             .stored_files()
             .filter(|(_, f)| f.class == FileClass::Mutable)
-            .find(|(k, f)| self.shas.get(k) != Some(&f.sha256) && self.mutable_changed.get(k).is_none_or(|t| *t < started));
+            .find(|(k, f)| self.shas.get(k).map(String::as_str) != Some(&*f.sha256) && self.mutable_changed.get(k).is_none_or(|t| *t < started));
         if let Some((k, _)) = stale {
             self.violation(world, format!("I6: a{actor}'s publish of `{release}` returned success while `{k}` holds content written before it started"));
         }
@@ -280,7 +280,7 @@ impl Oracle {
                         break 'records;
                     }
                     // Mutable files change in place when a newer release replaces them.
-                    Some(sha) if f.class != FileClass::Mutable && *sha != f.sha256 => {
+                    Some(sha) if f.class != FileClass::Mutable && **sha != *f.sha256 => {
                         found = Some(format!("I3: `{}` is complete but `{k}` has other content", r.release));
                         break 'records;
                     }
@@ -295,11 +295,13 @@ impl Oracle {
 
     /// I7: each mutable file that holds some release's content has one such release whole.
     fn check_serving_whole(&mut self, world: &World) {
-        let whole = |r: &ReleaseRecord| r.stored_files().filter(|(_, f)| f.class != FileClass::Mutable).all(|(k, f)| self.shas.get(&k) == Some(&f.sha256));
+        let whole = |r: &ReleaseRecord| {
+            r.stored_files().filter(|(_, f)| f.class != FileClass::Mutable).all(|(k, f)| self.shas.get(&k).map(String::as_str) == Some(&*f.sha256))
+        };
         let mut found = None;
         for k in &self.mutable_keys {
             let Some(sha) = self.shas.get(k) else { continue };
-            let serving: Vec<&ReleaseRecord> = self.records.values().filter(|r| r.stored_files().any(|(rk, f)| rk == *k && f.sha256 == *sha)).collect();
+            let serving: Vec<&ReleaseRecord> = self.records.values().filter(|r| r.stored_files().any(|(rk, f)| rk == *k && *f.sha256 == **sha)).collect();
             if let Some(r) = serving.first().filter(|_| !serving.iter().any(|r| whole(r))) {
                 found = Some(format!("I7: `{k}` serves `{}`'s content but `{}` is missing files", r.release, r.release));
                 break;
