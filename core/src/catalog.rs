@@ -74,6 +74,7 @@ impl Catalog {
         // Read up to 16 at a time and no more text than the budget at once, parsed one by one as
         // they come, sharing the paths the records have in common (kept releases share most of
         // their files); each text is dropped, and its budget freed, once parsed.
+        let budget = budget.max(1);
         let permits = tokio::sync::Semaphore::new(budget as usize);
         let permits = &permits;
         let mut fetched = futures::stream::iter(keys)

@@ -29,7 +29,8 @@ impl Interner {
                 *self.0 = ACTIVE.with(|a| a.borrow_mut().take()).unwrap_or_default();
             }
         }
-        ACTIVE.with(|a| *a.borrow_mut() = Some(std::mem::take(&mut self.0)));
+        let outer = ACTIVE.with(|a| a.borrow_mut().replace(std::mem::take(&mut self.0)));
+        assert!(outer.is_none(), "interner scopes do not nest");
         let _restore = Restore(&mut self.0);
         f()
     }
@@ -95,6 +96,13 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &again), "a second scope of the same interner shares the first's strings");
         assert_eq!((&*other, i.len()), ("a/c.js", 2));
         assert!(!Arc::ptr_eq(&intern("a/b.js"), &first), "the scope ended");
+    }
+
+    #[test]
+    #[should_panic(expected = "do not nest")]
+    fn nested_scopes_are_refused() {
+        let (mut outer, mut inner) = (Interner::default(), Interner::default());
+        outer.scope(|| inner.scope(|| ()));
     }
 
     #[test]

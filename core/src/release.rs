@@ -210,5 +210,24 @@ mod tests {
         assert!(matches!(ReleaseRecord::parse(&key, tampered.to_json().as_bytes()), Err(RecordError::Inconsistent { .. })), "the digest covers the files");
         let newer = r.to_json().replacen("\"version\": 1", "\"version\": 99", 1);
         assert!(matches!(ReleaseRecord::parse(&key, newer.as_bytes()), Err(RecordError::Version { found: 99, .. })));
+        let unreadable = newer.replacen("\"state\": \"pending\"", "\"state\": \"shelved\"", 1);
+        assert!(
+            matches!(ReleaseRecord::parse(&key, unreadable.as_bytes()), Err(RecordError::Version { found: 99, .. })),
+            "a newer record that this version cannot parse is too new, not corrupt"
+        );
+    }
+
+    /// Paths are checked as they are parsed: a record whose every other check holds (sorted,
+    /// digest over its files) is refused for a path that leaves the store.
+    #[test]
+    fn a_consistent_record_with_an_escaping_path_does_not_parse() {
+        let key = layout::record_key(&ReleaseId::new("r1").unwrap());
+        for path in ["../a-0123abcd.js", "/etc/a-0123abcd.js", "assets/../../a.js"] {
+            let mut json: serde_json::Value = serde_json::from_str(&record().to_json()).unwrap();
+            json["manifest"]["files"][0]["path"] = path.into();
+            json["manifest"]["digest"] = crate::digest::sha256_hex(format!("{path}\0{}\n", "0".repeat(64)).as_bytes()).into();
+            let err = ReleaseRecord::parse(&key, &serde_json::to_vec(&json).unwrap()).unwrap_err();
+            assert!(matches!(err, RecordError::Parse { .. }), "{path}: {err:?}");
+        }
     }
 }

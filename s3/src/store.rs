@@ -304,6 +304,7 @@ impl Store for S3Store {
         while let Some(chunk) = body.next().await {
             data.extend_from_slice(&chunk.map_err(|e| S3Error::other(e).into_store(&self.url, Op::Get, key.as_str()))?);
         }
+        data.shrink_to_fit(); // a no-op unless the server's length was wrong
         Ok(Bytes::from(data))
     }
 
