@@ -483,16 +483,31 @@ def fig_probe_browser(ctx, _size):
     return {"workload": {"app": "tests/fixtures/dist/v1", "pods": 3, "seconds": ctx.probe_seconds, "idle_ms": 500}, "results": out}
 
 
+KEPT = 5
+
+
 def fig_memory(ctx, size):
-    """Peak RSS of manifest and a first publish, per workload size."""
+    """Peak RSS of manifest, a first publish, and a next release onto a store that keeps KEPT
+    releases already (each run adds one more: KEPT, KEPT + 1, ... records read), per size."""
     meta = ctx.workload(size)
     runs = min(ctx.runs, 3)
     with SeaweedFS(ctx.work) as s3:
+        log(f"    setting up: {KEPT} releases in the kept prefix")
+        run(deskew_publish(s3, meta["dist"], "kept", "k0"), env=s3.env)
+        for i in range(1, KEPT):
+            run(deskew_publish(s3, workload.next_release(meta, ctx.workload_dir(size), i), "kept", f"k{i}"), env=s3.env)
+        n = [KEPT - 1]
+
+        def next_onto_kept():
+            n[0] += 1
+            return run(deskew_publish(s3, workload.next_release(meta, ctx.workload_dir(size), n[0]), "kept", f"k{n[0]}"), env=s3.env)
+
         res = interleave(runs, {
             "deskew manifest": lambda: run([DESKEW, "manifest", meta["dist"], "--json", "-q"]),
             "deskew publish": lambda: run(deskew_publish(s3, meta["dist"], f"m{time.time_ns()}", "r1"), env=s3.env),
+            f"deskew publish, {KEPT}+ kept": next_onto_kept,
         }, warmup=False, warm=meta["dist"])
-    return {"workload": ctx.describe(meta), "results": res, "runs": runs}
+    return {"workload": ctx.describe(meta), "results": res, "runs": runs, "kept": KEPT}
 
 
 def fig_startup(ctx, _size):

@@ -26,10 +26,10 @@ pub enum CatalogError {
     BadName(Key),
 }
 
-/// Record text read at once, in units of 64 KiB: 32 MiB. A record of 50,000 files is about
-/// 16 MB, so two are read at a time; records of smaller builds, up to 16 at a time. One larger
-/// than the budget is read alone.
-const READ_BUDGET_UNITS: u32 = 512;
+/// Record text read at once, in units of 64 KiB: 16 MiB. A record of 50,000 files is about
+/// 16 MB, so one is read at a time (while the build is hashed, which takes longer); records of
+/// 5,000 files, ten at a time. One larger than the budget is read alone.
+const READ_BUDGET_UNITS: u32 = 256;
 
 /// What reading a record of `size` bytes takes from a budget of `budget` units.
 fn budget_units(size: u64, budget: u32) -> u32 {
