@@ -35,14 +35,9 @@ impl Interner {
         f()
     }
 
-    /// How many distinct strings it holds.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.0.len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

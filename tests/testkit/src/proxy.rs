@@ -109,6 +109,12 @@ impl FaultProxy {
     }
 }
 
+/// An S3 error response, as the server would send it.
+fn s3_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>");
+    Response::builder().status(status).header("content-type", "application/xml").body(Full::new(Bytes::from(xml))).unwrap()
+}
+
 async fn handle(
     (faults, client, upstream): (Arc<Faults>, Client<HttpConnector, Body>, Arc<str>),
     req: Request<Incoming>,
@@ -119,12 +125,7 @@ async fn handle(
     let throttle = faults.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     if throttle {
         faults.throttled.fetch_add(1, Ordering::SeqCst);
-        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
-        return Ok(Response::builder()
-            .status(StatusCode::SERVICE_UNAVAILABLE)
-            .header("content-type", "application/xml")
-            .body(Full::new(Bytes::from(xml)))
-            .unwrap());
+        return Ok(s3_error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Please reduce your request rate."));
     }
     if parts.method == hyper::Method::PUT && parts.headers.contains_key("if-none-match") && faults.ignore_conditional_puts.load(Ordering::SeqCst) {
         return Ok(Response::builder().status(StatusCode::OK).header("etag", "\"0\"").body(Full::new(Bytes::new())).unwrap());
@@ -133,12 +134,8 @@ async fn handle(
         let signed = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).unwrap_or_default();
         if signed.len() == 64 && signed.bytes().all(|b| b.is_ascii_hexdigit()) {
             if !signed.eq_ignore_ascii_case(&deskew_core::digest::sha256_hex(&body)) {
-                let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>XAmzContentSHA256Mismatch</Code><Message>The provided 'x-amz-content-sha256' header does not match what was computed.</Message></Error>";
-                return Ok(Response::builder()
-                    .status(StatusCode::BAD_REQUEST)
-                    .header("content-type", "application/xml")
-                    .body(Full::new(Bytes::from(xml)))
-                    .unwrap());
+                let why = "The provided 'x-amz-content-sha256' header does not match what was computed.";
+                return Ok(s3_error(StatusCode::BAD_REQUEST, "XAmzContentSHA256Mismatch", why));
             }
             faults.payloads_checked.fetch_add(1, Ordering::SeqCst);
         }
