@@ -31,6 +31,10 @@ pub enum CatalogError {
 /// 5,000 files, ten at a time. One larger than the budget is read alone.
 const READ_BUDGET_UNITS: u32 = 256;
 
+/// Records larger than this are parsed as they arrive, one at a time ([`record_stream`]):
+/// their text is never whole in memory. Smaller ones are read whole, several at once.
+const STREAM_OVER: u64 = 4 << 20;
+
 /// What reading a record of `size` bytes takes from a budget of `budget` units.
 fn budget_units(size: u64, budget: u32) -> u32 {
     u32::try_from(size.div_ceil(64 << 10)).unwrap_or(u32::MAX).clamp(1, budget)
@@ -52,11 +56,12 @@ pub struct Catalog {
 impl Catalog {
     /// Reads every record. Fails only if the records folder cannot be listed.
     pub async fn load(store: &dyn Store) -> Result<Catalog, StoreError> {
-        Catalog::load_within(store, READ_BUDGET_UNITS).await
+        Catalog::load_within(store, READ_BUDGET_UNITS, STREAM_OVER).await
     }
 
-    /// [`load`](Catalog::load), holding at most `budget` units of 64 KiB of record text at once.
-    async fn load_within(store: &dyn Store, budget: u32) -> Result<Catalog, StoreError> {
+    /// [`load`](Catalog::load), holding at most `budget` units of 64 KiB of record text at once
+    /// and streaming records over `stream_over` bytes.
+    async fn load_within(store: &dyn Store, budget: u32, stream_over: u64) -> Result<Catalog, StoreError> {
         let listing = store.list(Some(&layout::releases_dir())).await?.objects;
         let mut problems = Vec::new();
         let mut keys = Vec::new();
@@ -71,13 +76,14 @@ impl Catalog {
             }
             keys.push((obj.key, obj.size));
         }
-        // Read up to 16 at a time and no more text than the budget at once, parsed one by one as
-        // they come, sharing the paths the records have in common (kept releases share most of
+        let (large, small): (Vec<_>, Vec<_>) = keys.into_iter().partition(|(_, size)| *size > stream_over);
+        // Small ones: up to 16 at a time and no more text than the budget at once, parsed one by
+        // one as they come; then the large ones, streamed one at a time. All sharing the paths the records have in common (kept releases share most of
         // their files); each text is dropped, and its budget freed, once parsed.
         let budget = budget.max(1);
         let permits = tokio::sync::Semaphore::new(budget as usize);
         let permits = &permits;
-        let mut fetched = futures::stream::iter(keys)
+        let mut fetched = futures::stream::iter(small)
             .map(|(key, size)| async move {
                 let permit = permits.acquire_many(budget_units(size, budget)).await.expect("the budget is never closed");
                 (store.get(&key).await, key, permit)
@@ -86,18 +92,24 @@ impl Catalog {
         let mut interner = Interner::default();
         let mut records = Vec::new();
         let mut vanished = Vec::new();
+        let mut sort = |key: Key, r: Result<ReleaseRecord, CatalogError>| match r {
+            Ok(rec) => records.push(rec),
+            // Deleted between the listing and the read: gone, not broken.
+            Err(CatalogError::Read(e)) if e.is_not_found() => vanished.push(key),
+            Err(e) => problems.push(e),
+        };
         while let Some((got, key, permit)) = fetched.next().await {
             let r = match got {
                 Ok(bytes) => interner.scope(|| ReleaseRecord::parse(&key, &bytes)).map_err(CatalogError::from),
                 Err(e) => Err(e.into()),
             };
             drop(permit);
-            match r {
-                Ok(rec) => records.push(rec),
-                // Deleted between the listing and the read: gone, not broken.
-                Err(CatalogError::Read(e)) if e.is_not_found() => vanished.push(key),
-                Err(e) => problems.push(e),
-            }
+            sort(key, r);
+        }
+        for (key, _) in large {
+            let (back, r) = crate::record_stream::read(store, &key, interner).await;
+            interner = back;
+            sort(key, r);
         }
         records.sort_by(crate::retention::newest_first);
         vanished.sort();
@@ -137,6 +149,21 @@ mod tests {
         inner: MemStore,
         now: Arc<AtomicUsize>,
         most: AtomicUsize,
+        /// Reads of whole records, and of records as they arrive.
+        whole: AtomicUsize,
+        streamed: AtomicUsize,
+        /// A record whose reads fail (a streamed one halfway through).
+        broken: Option<Key>,
+    }
+
+    impl Gauge {
+        fn new(inner: MemStore) -> Gauge {
+            Gauge { inner, now: Arc::default(), most: AtomicUsize::new(0), whole: AtomicUsize::new(0), streamed: AtomicUsize::new(0), broken: None }
+        }
+
+        fn reset_error(&self, key: &Key) -> StoreError {
+            StoreError::backend(crate::store::Op::Get, self.url(), key.as_str(), "connection reset by peer")
+        }
     }
 
     /// Bytes that count themselves out of the gauge when dropped.
@@ -166,6 +193,10 @@ mod tests {
             self.inner.put(key, body, opts).await
         }
         async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
+            self.whole.fetch_add(1, Ordering::SeqCst);
+            if self.broken.as_ref() == Some(key) {
+                return Err(self.reset_error(key));
+            }
             let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
             self.most.fetch_max(n, Ordering::SeqCst);
             for _ in 0..5 {
@@ -173,6 +204,17 @@ mod tests {
             }
             let counted = Counted(self.inner.get(key).await?, self.now.clone());
             Ok(Bytes::from_owner(counted))
+        }
+        /// In chunks of 100 bytes.
+        async fn get_chunks(&self, key: &Key) -> Result<crate::store::Chunks, StoreError> {
+            self.streamed.fetch_add(1, Ordering::SeqCst);
+            let bytes = self.inner.get(key).await?;
+            let mut chunks: Vec<Result<Bytes, StoreError>> = (0..bytes.len()).step_by(100).map(|i| Ok(bytes.slice(i..bytes.len().min(i + 100)))).collect();
+            if self.broken.as_ref() == Some(key) {
+                chunks.truncate(chunks.len() / 2);
+                chunks.push(Err(self.reset_error(key)));
+            }
+            Ok(Box::pin(futures::stream::iter(chunks)))
         }
         async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
             self.inner.list(prefix).await
@@ -206,14 +248,24 @@ mod tests {
             let body = Body::Bytes(Bytes::from(rec.to_json()));
             inner.put(&layout::record_key(&rec.release), body, &PutOptions::default()).await.unwrap();
         }
-        Gauge { inner, now: Arc::new(AtomicUsize::new(0)), most: AtomicUsize::new(0) }
+        Gauge::new(inner)
     }
 
     #[tokio::test]
     async fn records_share_what_they_have_in_common() {
-        let store = store_of_six().await;
-        let c = Catalog::load(&store).await.unwrap();
-        assert_eq!((c.records.len(), c.problems.len()), (6, 0));
+        // Read whole, and as they arrive (each on a thread of its own, the interner moved along).
+        for stream_over in [u64::MAX, 0] {
+            let store = store_of_six().await;
+            let c = Catalog::load_within(&store, READ_BUDGET_UNITS, stream_over).await.unwrap();
+            assert_eq!((c.records.len(), c.problems.len()), (6, 0));
+            let streamed = store.streamed.load(Ordering::SeqCst);
+            assert_eq!(streamed, if stream_over == 0 { 6 } else { 0 });
+            assert_eq!(store.whole.load(Ordering::SeqCst), 6 - streamed, "a streamed record is not also read whole");
+            assert_shared(&c);
+        }
+    }
+
+    fn assert_shared(c: &Catalog) {
         let shared: Vec<&ManifestFile> = c.records.iter().map(|r| r.manifest.file(&Key::new("shared.js").unwrap()).unwrap()).collect();
         let entries: Vec<&ManifestFile> = c.records.iter().map(|r| r.manifest.file(&Key::new("index.html").unwrap()).unwrap()).collect();
         for (a, b) in shared.iter().zip(&shared[1..]).chain(entries.iter().zip(&entries[1..])) {
@@ -227,10 +279,53 @@ mod tests {
         assert_ne!(entries[0].sha256, entries[1].sha256);
     }
 
+    /// What each record's reading ended in, by key, as a short word.
+    fn verdicts(c: &Catalog) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = c.records.iter().map(|r| (layout::record_key(&r.release).to_string(), "ok".to_string())).collect();
+        for p in &c.problems {
+            out.push(match p {
+                CatalogError::Record(RecordError::Parse { key, .. }) => (key.to_string(), "corrupt".into()),
+                CatalogError::Record(RecordError::Version { key, found }) => (key.to_string(), format!("version {found}")),
+                CatalogError::Record(RecordError::Inconsistent { key, .. }) => (key.to_string(), "inconsistent".into()),
+                CatalogError::Read(StoreError::Backend { key, .. }) => (key.clone(), "unreadable".into()),
+                other => (String::new(), other.to_string()),
+            });
+        }
+        out.extend(c.vanished.iter().map(|k| (k.to_string(), "vanished".into())));
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_record_read_as_it_arrives_is_judged_as_one_read_whole() {
+        let inner = store_of_six().await.inner;
+        let put = |name: &str, text: String| {
+            let key = Key::new(format!("{}/{name}.json", layout::RELEASES_DIR)).unwrap();
+            let store = &inner;
+            async move { store.put(&key, Body::Bytes(Bytes::from(text)), &PutOptions::default()).await.unwrap() }
+        };
+        let good = String::from_utf8(inner.get(&layout::record_key(&ReleaseId::new("r0").unwrap())).await.unwrap().to_vec()).unwrap();
+        put("cut", good.replace("\"r0\"", "\"cut\"")[..good.len() / 2].to_string()).await;
+        put("future", r#"{"version": 7, "a field of the future": [1, 2, 3]}"#.to_string()).await;
+        put("other", good.clone()).await; // names r0, stored as `other`
+        put("reset", good.replace("\"r0\"", "\"reset\"")).await;
+        let mut seen = Vec::new();
+        for stream_over in [u64::MAX, 0] {
+            let store = Gauge { broken: Some(Key::new(format!("{}/reset.json", layout::RELEASES_DIR)).unwrap()), ..Gauge::new(inner.clone()) };
+            let c = Catalog::load_within(&store, READ_BUDGET_UNITS, stream_over).await.unwrap();
+            seen.push(verdicts(&c));
+        }
+        let at = |name: &str| format!("{}/{name}.json", layout::RELEASES_DIR);
+        let want = |name: &str, v: &str| (at(name), v.to_string());
+        assert_eq!(seen[0][..4], [want("cut", "corrupt"), want("future", "version 7"), want("other", "inconsistent"), want("r0", "ok")]);
+        assert_eq!(seen[0].iter().find(|(k, _)| *k == at("reset")).unwrap().1, "unreadable", "a read that fails halfway is not a corrupt record");
+        assert_eq!(seen[1], seen[0], "streamed: the same verdicts as read whole");
+    }
+
     #[tokio::test]
     async fn record_text_in_memory_stays_within_the_budget() {
         let store = store_of_six().await;
-        Catalog::load_within(&store, 1).await.unwrap();
+        Catalog::load_within(&store, 1, STREAM_OVER).await.unwrap();
         assert_eq!(store.most.load(Ordering::SeqCst), 1, "a budget of one unit holds one record's text at a time");
         let store = store_of_six().await;
         let c = Catalog::load(&store).await.unwrap();

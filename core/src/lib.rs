@@ -25,6 +25,7 @@ pub mod marker;
 pub mod mime;
 pub mod progress;
 pub mod publish;
+mod record_stream;
 pub mod release;
 pub mod retention;
 pub mod schema;

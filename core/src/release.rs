@@ -118,7 +118,7 @@ impl ReleaseRecord {
         }
         // A record of a newer format is refused as such, whether or not it parses as this one.
         let too_new = |version: u32| (version > FORMAT_VERSION).then(|| RecordError::Version { key: key.clone(), found: version });
-        let mut rec: ReleaseRecord = match serde_json::from_slice(bytes) {
+        let rec: ReleaseRecord = match serde_json::from_slice(bytes) {
             Ok(rec) => rec,
             Err(source) => {
                 let version = serde_json::from_slice::<VersionOnly>(bytes).map_or(0, |v| v.version);
@@ -128,6 +128,22 @@ impl ReleaseRecord {
         if let Some(e) = too_new(rec.version) {
             return Err(e);
         }
+        ReleaseRecord::checked(key, rec)
+    }
+
+    /// [`parse`](ReleaseRecord::parse) from a reader, as the bytes arrive. A record that does
+    /// not parse is [`RecordError::Parse`], even one of a newer format (only [`parse`], which
+    /// holds the text, can read just its version): read it whole to tell the two apart.
+    pub fn parse_reader(key: &Key, reader: impl std::io::Read) -> Result<ReleaseRecord, RecordError> {
+        let rec: ReleaseRecord = serde_json::from_reader(reader).map_err(|source| RecordError::Parse { key: key.clone(), source })?;
+        if rec.version > FORMAT_VERSION {
+            return Err(RecordError::Version { key: key.clone(), found: rec.version });
+        }
+        ReleaseRecord::checked(key, rec)
+    }
+
+    /// The checks of [`parse`](ReleaseRecord::parse) on a record of a known version.
+    fn checked(key: &Key, mut rec: ReleaseRecord) -> Result<ReleaseRecord, RecordError> {
         rec.manifest.files.shrink_to_fit();
         let bad = |why: String| Err(RecordError::Inconsistent { key: key.clone(), why });
         if layout::record_key(&rec.release) != *key {

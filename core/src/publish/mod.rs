@@ -25,7 +25,7 @@
 pub mod plan;
 pub mod source;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -387,7 +387,7 @@ pub async fn publish_after(
     };
     let mut report = empty_report(&manifest);
     let (catalog, unreadable) = sort_problems(pre.catalog, &manifest, &mut report)?;
-    let listing = pre.listing.filter(|(r, _)| r == &manifest.release).map(|(_, l)| l);
+    let mut listing = pre.listing.filter(|(r, _)| r == &manifest.release).map(|(_, l)| l);
     let own = catalog.get(&manifest.release);
     if let Some(own) = own.filter(|o| o.manifest.digest != manifest.digest) {
         return Err(different(store, &manifest.release, &own.manifest.digest));
@@ -400,7 +400,7 @@ pub async fn publish_after(
     }
     if !opts.dry_run && !opts.repair && !unreadable && plan::is_newest_complete(&catalog.records, &manifest.release) {
         let own = own.expect("the newest complete release is ours");
-        if opts.faults.unchecked_republish || unchanged(&ctx, own, listing, &mut report).await? {
+        if opts.faults.unchecked_republish || unchanged(&ctx, own, listing.take(), &mut report).await? {
             report.outcome = Outcome::AlreadyComplete;
             report.skipped = report.files;
             report.completed = own.completed;
@@ -418,13 +418,15 @@ pub async fn publish_after(
         return Err(PublishError::Conflicts(report.conflicts));
     }
     let record = ReleaseRecord::pending(manifest, host.now());
-    let all: Vec<&ReleaseRecord> = catalog.records.iter().collect();
-    let mut vouched = plan::vouched_contents(&all);
+    let mut vouched = plan::vouched(&record, &catalog.records);
     let damaged = if opts.repair { damaged_files(store, own, &record.release, &catalog.records, opts).await? } else { Vec::new() };
     for k in &damaged {
         vouched.remove(k); // not vouched for: upload it again
     }
     ctx.damaged = damaged.iter().cloned().collect();
+    // What the kept releases' records say is decided on; at 50,000 files each holds 4-5 MB that
+    // would otherwise stay alive while this release's own record is encoded and written.
+    drop((catalog, listing));
     if opts.dry_run {
         dry_run(&ctx, &record, &vouched, &mut report).await?;
         if was_complete && report.uploaded == 0 {
@@ -433,7 +435,7 @@ pub async fn publish_after(
         return Ok(report);
     }
     let mut hb = start_heartbeat(&ctx, &record.release).await?;
-    let result = hb.keep_alive(store, host, opts.heartbeat_every, run_steps(&ctx, record, &vouched, report)).await;
+    let result = hb.keep_alive(store, host, opts.heartbeat_every, run_steps(&ctx, record, vouched, report)).await;
     if let Err(e) = hb.stop(store).await {
         tracing::info!("the publish heartbeat was not removed (a gc will): {}", crate::error_chain(&e));
     }
@@ -575,12 +577,7 @@ fn sort_problems(mut catalog: Catalog, manifest: &Manifest, report: &mut Publish
     Ok((catalog, unreadable))
 }
 
-async fn dry_run(
-    ctx: &Ctx<'_>,
-    record: &ReleaseRecord,
-    vouched: &HashMap<Key, Option<std::sync::Arc<str>>>,
-    report: &mut PublishReport,
-) -> Result<(), PublishError> {
+async fn dry_run(ctx: &Ctx<'_>, record: &ReleaseRecord, vouched: &HashSet<Key>, report: &mut PublishReport) -> Result<(), PublishError> {
     let listing = ctx.store.list(None).await?;
     let needed = plan::needed(record, &plan::sizes(&listing.objects), vouched);
     count_uploads(report, &needed);
@@ -610,12 +607,7 @@ async fn start_heartbeat(ctx: &Ctx<'_>, release: &ReleaseId) -> Result<Heartbeat
     Ok(Heartbeat::start(ctx.store, ctx.host, release, ctx.opts.heartbeat_ttl).await?)
 }
 
-async fn run_steps(
-    ctx: &Ctx<'_>,
-    mut record: ReleaseRecord,
-    vouched: &HashMap<Key, Option<std::sync::Arc<str>>>,
-    mut report: PublishReport,
-) -> Result<PublishReport, PublishError> {
+async fn run_steps(ctx: &Ctx<'_>, mut record: ReleaseRecord, vouched: HashSet<Key>, mut report: PublishReport) -> Result<PublishReport, PublishError> {
     let mut registered = None;
     for _ in 0..3 {
         let size = register(ctx, &mut record).await?;
@@ -628,7 +620,8 @@ async fn run_steps(
         return Err(PublishError::Contended { release: record.release, store: ctx.store.url().into() });
     };
     let list = ctx.leftovers || !catalog_current;
-    upload_missing(ctx, &record, vouched, list, &mut report).await?;
+    upload_missing(ctx, &record, &vouched, list, &mut report).await?;
+    drop(vouched);
     complete(ctx, record, size, &mut report).await?;
     Ok(report)
 }
@@ -749,13 +742,7 @@ async fn wait_for_gc(ctx: &Ctx<'_>, record: &ReleaseRecord, size: u64) -> Result
 /// listing, what a complete record vouches for is taken as stored: right when the store holds no
 /// leftovers and no gc ran since the records were read (a complete record is whole, I3), and
 /// the last step's listing checks it under the lease anyway.
-async fn upload_missing(
-    ctx: &Ctx<'_>,
-    record: &ReleaseRecord,
-    vouched: &HashMap<Key, Option<std::sync::Arc<str>>>,
-    list: bool,
-    report: &mut PublishReport,
-) -> Result<(), PublishError> {
+async fn upload_missing(ctx: &Ctx<'_>, record: &ReleaseRecord, vouched: &HashSet<Key>, list: bool, report: &mut PublishReport) -> Result<(), PublishError> {
     let mut needed = if list {
         let listing = ctx.store.list(None).await?;
         note_problems(report, &listing);
@@ -803,6 +790,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
     let key = layout::record_key(&record.release);
     still_own(ctx.store, record, size, listing.objects.iter().find(|o| o.key == key).map(|o| o.size)).await?;
     let mut missing = plan::missing(record, &plan::sizes(&listing.objects));
+    drop(listing); // 50,000 keys: not alive while the record is encoded below
     missing.retain(|(_, f)| f.class != FileClass::Mutable);
     if !missing.is_empty() {
         tracing::info!(count = missing.len(), "files vanished before the last step; uploading them again");
@@ -832,6 +820,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
 async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
     let listing = ctx.store.list(None).await?;
     let mut missing = plan::missing(record, &plan::sizes(&listing.objects));
+    drop(listing);
     missing.retain(|(_, f)| f.class != FileClass::Mutable);
     report.repaired += missing.len() as u64;
     upload_all(ctx, &record.release, missing, &NoProgress, None, &ctx.opts.cancel).await?;

@@ -167,6 +167,9 @@ impl fmt::Display for Op {
     }
 }
 
+/// An object's bytes as they arrive ([`Store::get_chunks`]).
+pub type Chunks = futures::stream::BoxStream<'static, Result<Bytes, StoreError>>;
+
 /// The cause behind a [`StoreError`].
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -278,6 +281,15 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Reads the whole object at `key`.
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError>;
+
+    /// Reads the object at `key` as it arrives, for a reader that need not hold it whole (a
+    /// release record of 50,000 files is 16 MB). The chunks, joined, are what [`Store::get`]
+    /// returns; a missing key fails here, not in the stream. The default reads it whole and
+    /// yields it as one chunk.
+    async fn get_chunks(&self, key: &Key) -> Result<Chunks, StoreError> {
+        let bytes = self.get(key).await?;
+        Ok(Box::pin(futures::stream::once(async move { Ok(bytes) })))
+    }
 
     /// Every object under `prefix` (the whole store for `None`), in no particular order, and
     /// the entries that cannot be keys.

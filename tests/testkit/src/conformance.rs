@@ -13,7 +13,7 @@ use bytes::Bytes;
 use deskew_core::catalog::Catalog;
 use deskew_core::gc::{self, GcError, GcOptions, GcReport};
 use deskew_core::lease::{Lease, LeaseConfig, LeaseError, Purpose};
-use deskew_core::manifest::{BuildOptions, Manifest};
+use deskew_core::manifest::{BuildOptions, FileClass, Manifest, ManifestFile};
 use deskew_core::marker::{self, MarkerError};
 use deskew_core::progress::NoProgress;
 use deskew_core::publish::{self, DirSource, Outcome, PublishError, PublishOptions, PublishReport};
@@ -55,7 +55,7 @@ macro_rules! conformance_suite {
             interrupted_gc_leaves_truthful_records, publish_keep_counts_besides_new, puts_check_sha256,
             guard_refuses_commit, not_a_store_is_refused, nested_store_left_alone, lease_takeover_is_exclusive,
             immutable_files_never_change, mutable_files_change_last, a_lease_taken_by_other_means_stops_its_holder,
-            publish_refuses_a_nested_store);
+            publish_refuses_a_nested_store, a_large_record_is_read_as_it_arrives);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_publish_and_gc() {
             $crate::conformance_suite!(@require [$($service)?]);
@@ -302,6 +302,40 @@ pub async fn gc_fails_closed_on_corrupt_record(store: &dyn Store) {
     assert!(matches!(err, GcError::Catalog { .. }), "{msg}");
     assert!(msg.contains(".deskew/releases/c0.json"), "{msg}");
     assert_eq!(keys(store).await, before, "nothing may be deleted");
+}
+
+/// A record of 20,000 files (6 MB, over the size from which records are parsed as they
+/// arrive): the chunks the store yields are the object, and the catalog reads it as it was
+/// written; a cut copy is refused as corrupt, not read in part.
+pub async fn a_large_record_is_read_as_it_arrives(store: &dyn Store) {
+    let files: Vec<ManifestFile> = (0..20_000)
+        .map(|i| ManifestFile {
+            path: Key::new(format!("assets/chunk-{i:05}.{:08x}.js", i * 7919)).unwrap(),
+            sha256: format!("{:064x}", i).into(),
+            size: 1000 + i,
+            content_type: "text/javascript".into(),
+            cache_control: "public, max-age=31536000, immutable".into(),
+            class: FileClass::Immutable,
+        })
+        .collect();
+    let rec = ReleaseRecord::pending(
+        Manifest::from_files(files, Some(ReleaseId::new("large").unwrap())),
+        deskew_core::time::Timestamp(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+    );
+    let text = Bytes::from(rec.to_json());
+    assert!(text.len() > 5 << 20, "{} bytes", text.len());
+    let key = layout::record_key(&rec.release);
+    store.put(&key, Body::Bytes(text.clone()), &PutOptions::default()).await.unwrap();
+    let joined: Vec<Bytes> = futures::TryStreamExt::try_collect(store.get_chunks(&key).await.unwrap()).await.unwrap();
+    assert!(joined.concat() == text, "the chunks are the object");
+    assert!(store.get_chunks(&Key::new(".deskew/releases/none.json").unwrap()).await.err().is_some_and(|e| e.is_not_found()));
+    let cut = layout::record_key(&ReleaseId::new("cut").unwrap());
+    let cut_text = String::from_utf8(text[..text.len() - 100].to_vec()).unwrap().replace("\"large\"", "\"cut\"");
+    store.put(&cut, Body::Bytes(Bytes::from(cut_text)), &PutOptions::default()).await.unwrap();
+    let catalog = Catalog::load(store).await.unwrap();
+    assert_eq!(catalog.records, [rec], "read as written");
+    let problems: Vec<String> = catalog.problems.iter().map(|p| deskew_core::error_chain(p)).collect();
+    assert!(problems.len() == 1 && problems[0].contains("`.deskew/releases/cut.json` is corrupt"), "{problems:?}");
 }
 
 /// A record listed but gone when read (a lifecycle rule on `.deskew/`): under the lease only
