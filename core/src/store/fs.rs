@@ -27,7 +27,7 @@ use bytes::Bytes;
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{Body, Capabilities, Listing, ListingProblem, ObjectMeta, Op, PutMode, PutOptions, Store, StoreError, WriteGuard};
+use super::{Body, Capabilities, Chunks, Listing, ListingProblem, ObjectMeta, Op, PutMode, PutOptions, Store, StoreError, WriteGuard};
 use crate::host::{Host, SystemHost};
 use crate::key::Key;
 use crate::layout::TMP_PREFIX;
@@ -201,6 +201,15 @@ impl FsStore {
     }
 
     fn get_blocking(&self, key: &Key) -> Result<Bytes, StoreError> {
+        let (mut file, size) = self.open_regular(key)?;
+        let mut buf = Vec::with_capacity(size);
+        file.read_to_end(&mut buf).map_err(|e| self.backend(Op::Get, key.as_str(), e))?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// The regular file at `key`, opened without following a link anywhere on the way, and its
+    /// size when opened.
+    fn open_regular(&self, key: &Key) -> Result<(File, usize), StoreError> {
         let segments: Vec<&str> = key.as_str().split('/').collect();
         let (leaf, dirs) = segments.split_last().expect("keys have a segment");
         let fds = self.open_dirs(dirs, false).map_err(|e| self.walk_error(Op::Get, key.as_str(), e))?;
@@ -218,9 +227,22 @@ impl FsStore {
         if ft != FileType::RegularFile {
             return Err(self.not_regular(key.as_str(), describe(ft)));
         }
-        let mut buf = Vec::with_capacity(st.st_size.max(0) as usize);
-        File::from(fd).read_to_end(&mut buf).map_err(|e| self.backend(Op::Get, key.as_str(), e))?;
-        Ok(Bytes::from(buf))
+        Ok((File::from(fd), st.st_size.max(0) as usize))
+    }
+
+    /// The next chunk of an open file (empty at its end).
+    fn read_chunk(&self, key: &str, file: &mut File) -> Result<Bytes, StoreError> {
+        let mut buf = vec![0; CHUNK];
+        loop {
+            match file.read(&mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Bytes::from(buf));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.backend(Op::Get, key, e)),
+            }
+        }
     }
 
     fn list_blocking(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
@@ -343,6 +365,9 @@ fn write_tmp(dir: &OwnedFd, name: &str, body: &Body) -> io::Result<String> {
     Ok(sha)
 }
 
+/// What [`Store::get_chunks`] reads at a time.
+const CHUNK: usize = 256 << 10;
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("filesystem task panicked")
 }
@@ -365,6 +390,20 @@ impl Store for FsStore {
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
         let (this, key) = (self.clone(), key.clone());
         blocking(move || this.get_blocking(&key)).await
+    }
+
+    async fn get_chunks(&self, key: &Key) -> Result<Chunks, StoreError> {
+        let (this, key) = (self.clone(), key.clone());
+        let (opener, opened) = (self.clone(), key.clone());
+        let (file, _) = blocking(move || opener.open_regular(&opened)).await?;
+        let chunks = futures::stream::try_unfold(file, move |mut file| {
+            let (this, key) = (this.clone(), key.clone());
+            async move {
+                let (file, chunk) = blocking(move || this.read_chunk(key.as_str(), &mut file).map(|c| (file, c))).await?;
+                Ok((!chunk.is_empty()).then_some((chunk, file)))
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
