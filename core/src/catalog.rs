@@ -28,11 +28,12 @@ pub enum CatalogError {
 
 /// Record text read at once, in units of 64 KiB: 16 MiB. A record of 50,000 files is about
 /// 16 MB, so one is read at a time (while the build is hashed, which takes longer); records of
-/// 5,000 files, ten at a time. One larger than the budget is read alone.
+/// 5,000 files, ten at a time. (Records over [`STREAM_OVER`] are streamed instead; the budget
+/// then bounds only the smaller ones.)
 const READ_BUDGET_UNITS: u32 = 256;
 
 /// Records larger than this are parsed as they arrive, one at a time ([`record_stream`]):
-/// their text is never whole in memory. Smaller ones are read whole, several at once.
+/// backends that stream never hold their text whole. Smaller ones are read whole, several at once.
 const STREAM_OVER: u64 = 4 << 20;
 
 /// What reading a record of `size` bytes takes from a budget of `budget` units.
@@ -154,11 +155,21 @@ mod tests {
         streamed: AtomicUsize,
         /// A record whose reads fail (a streamed one halfway through).
         broken: Option<Key>,
+        /// A record whose streamed read fails after its last byte (whole reads succeed).
+        broken_tail: Option<Key>,
     }
 
     impl Gauge {
         fn new(inner: MemStore) -> Gauge {
-            Gauge { inner, now: Arc::default(), most: AtomicUsize::new(0), whole: AtomicUsize::new(0), streamed: AtomicUsize::new(0), broken: None }
+            Gauge {
+                inner,
+                now: Arc::default(),
+                most: AtomicUsize::new(0),
+                whole: AtomicUsize::new(0),
+                streamed: AtomicUsize::new(0),
+                broken: None,
+                broken_tail: None,
+            }
         }
 
         fn reset_error(&self, key: &Key) -> StoreError {
@@ -212,6 +223,9 @@ mod tests {
             let mut chunks: Vec<Result<Bytes, StoreError>> = (0..bytes.len()).step_by(100).map(|i| Ok(bytes.slice(i..bytes.len().min(i + 100)))).collect();
             if self.broken.as_ref() == Some(key) {
                 chunks.truncate(chunks.len() / 2);
+                chunks.push(Err(self.reset_error(key)));
+            }
+            if self.broken_tail.as_ref() == Some(key) {
                 chunks.push(Err(self.reset_error(key)));
             }
             Ok(Box::pin(futures::stream::iter(chunks)))
@@ -320,6 +334,18 @@ mod tests {
         assert_eq!(seen[0][..4], [want("cut", "corrupt"), want("future", "version 7"), want("other", "inconsistent"), want("r0", "ok")]);
         assert_eq!(seen[0].iter().find(|(k, _)| *k == at("reset")).unwrap().1, "unreadable", "a read that fails halfway is not a corrupt record");
         assert_eq!(seen[1], seen[0], "streamed: the same verdicts as read whole");
+    }
+
+    #[tokio::test]
+    async fn a_streamed_read_that_fails_after_its_last_byte_is_not_trusted() {
+        let inner = store_of_six().await.inner;
+        let tail = layout::record_key(&ReleaseId::new("r3").unwrap());
+        let store = Gauge { broken_tail: Some(tail.clone()), ..Gauge::new(inner) };
+        let c = Catalog::load_within(&store, READ_BUDGET_UNITS, 0).await.unwrap();
+        let v = verdicts(&c);
+        assert_eq!(v.iter().find(|(k, _)| *k == tail.as_str()).unwrap().1, "unreadable", "the parse succeeded, the read did not: {v:?}");
+        assert_eq!(v.iter().filter(|(_, v)| v == "ok").count(), 5);
+        assert_eq!(store.whole.load(Ordering::SeqCst), 0, "a failed read is reported, not retried whole");
     }
 
     #[tokio::test]

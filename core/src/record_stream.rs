@@ -1,10 +1,14 @@
-//! Reading a large release record as its bytes arrive, so it is never whole in memory (a
-//! record of 50,000 files is 16 MB of text, read while the build is hashed).
+//! Reading a large release record as its bytes arrive, so its text is not held whole (a record
+//! of 50,000 files is 16 MB of text, read while the build is hashed). Backends that stream
+//! (S3, a volume) yield it a few hundred KiB at a time; the memory store yields it in one
+//! piece. A record that does not parse, and any record when no thread can be spawned, is read
+//! whole instead.
 //!
 //! The parse is synchronous (serde), the store async: the parse runs on a thread of its own,
 //! reading the chunks the store yields through a channel of a few chunks, with the catalog's
 //! interner moved to that thread and back. Plain threads and tokio's runtime-agnostic channels,
-//! so it works under any executor.
+//! so it works under any executor, though not deterministically under a simulated one: keep
+//! the records such a test reads under the streaming threshold.
 
 use std::io::{BufReader, Read};
 
@@ -16,7 +20,7 @@ use crate::catalog::CatalogError;
 use crate::intern::Interner;
 use crate::key::Key;
 use crate::release::{RecordError, ReleaseRecord};
-use crate::store::Store;
+use crate::store::{Op, Store, StoreError};
 
 /// Chunks in flight between the store and the parse (a few hundred KiB with S3's).
 const IN_FLIGHT: usize = 4;
@@ -30,14 +34,21 @@ pub(crate) async fn read(store: &dyn Store, key: &Key, interner: Interner) -> (I
         Err(e) => return (interner, Err(e.into())),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(IN_FLIGHT);
+    let (give_tx, give_rx) = oneshot::channel::<Interner>();
     let (done_tx, done_rx) = oneshot::channel();
     let parse_key = key.clone();
-    std::thread::spawn(move || {
-        let mut interner = interner;
+    let spawned = std::thread::Builder::new().name("deskew-record-parse".into()).spawn(move || {
+        let Ok(mut interner) = give_rx.blocking_recv() else { return };
         let reader = BufReader::with_capacity(64 << 10, ChunkReader { rx, current: Bytes::new() });
         let parsed = interner.scope(|| ReleaseRecord::parse_reader(&parse_key, reader));
         let _ = done_tx.send((interner, parsed));
     });
+    if spawned.is_err() {
+        // No thread to spare: read it whole instead (the interner was not handed over yet).
+        drop(chunks);
+        return read_whole(store, key, interner).await;
+    }
+    let _ = give_tx.send(interner);
     // The parse stopping early (a syntax error) drops the receiver and ends the pump; the pump
     // failing drops the sender, so the parse meets the end of its input.
     let pump = async move {
@@ -47,17 +58,27 @@ pub(crate) async fn read(store: &dyn Store, key: &Key, interner: Interner) -> (I
                 break;
             }
         }
-        Ok::<(), crate::store::StoreError>(())
+        Ok::<(), StoreError>(())
     };
     let (pumped, done) = futures::join!(pump, done_rx);
-    let (mut interner, parsed) = done.expect("parsing a release record panicked");
+    let Ok((interner, parsed)) = done else {
+        // The parse thread died (a bug): the record was not read; say so and fail closed.
+        let why = "the thread parsing it ended without a result";
+        return (Interner::default(), Err(CatalogError::Read(StoreError::backend(Op::Get, store.url(), key.as_str(), why))));
+    };
     let result = match (pumped, parsed) {
         (Err(e), _) => Err(CatalogError::Read(e)),
-        (Ok(()), Err(RecordError::Parse { .. })) => match store.get(key).await {
-            Ok(bytes) => interner.scope(|| ReleaseRecord::parse(key, &bytes)).map_err(CatalogError::from),
-            Err(e) => Err(e.into()),
-        },
+        (Ok(()), Err(RecordError::Parse { .. })) => return read_whole(store, key, interner).await,
         (Ok(()), parsed) => parsed.map_err(CatalogError::from),
+    };
+    (interner, result)
+}
+
+/// Reads and parses the record at `key` in one piece.
+async fn read_whole(store: &dyn Store, key: &Key, mut interner: Interner) -> (Interner, Result<ReleaseRecord, CatalogError>) {
+    let result = match store.get(key).await {
+        Ok(bytes) => interner.scope(|| ReleaseRecord::parse(key, &bytes)).map_err(CatalogError::from),
+        Err(e) => Err(e.into()),
     };
     (interner, result)
 }
