@@ -10,6 +10,28 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The MD5 of `bytes`: only to compare with the ETags S3 listings state, never for integrity.
+pub fn md5(bytes: &[u8]) -> [u8; 16] {
+    md5::Md5::digest(bytes).into()
+}
+
+/// The sha256 (hex) and the MD5 of everything `r` yields, in one pass.
+pub fn sha256_md5(mut r: impl Read) -> io::Result<(String, [u8; 16])> {
+    let (mut sha, mut md5) = (Sha256::new(), md5::Md5::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok((hex::encode(sha.finalize()), md5.finalize().into())),
+            Ok(n) => {
+                sha.update(&buf[..n]);
+                md5.update(&buf[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A sha256 computed piece by piece.
 #[derive(Clone, Default)]
 pub struct Hasher(Sha256);

@@ -32,6 +32,9 @@ pub struct Faults {
     /// Publish takes what it read ahead of hashing the build ([`crate::publish::Preread`]) as
     /// read just now: the lease epoch and the time it judges a gc by are taken again later.
     pub fresh_preread: bool,
+    /// Publish takes a mutable file as unchanged whenever a listing states any MD5 for it,
+    /// instead of only when it is the MD5 of the build's bytes.
+    pub trust_listed_md5: bool,
 }
 
 impl Faults {
@@ -50,6 +53,7 @@ impl Faults {
             ("unchecked_republish", Faults { unchecked_republish: true, ..none }),
             ("ignore_serving", Faults { ignore_serving: true, ..none }),
             ("fresh_preread", Faults { fresh_preread: true, ..none }),
+            ("trust_listed_md5", Faults { trust_listed_md5: true, ..none }),
         ]
     }
 }

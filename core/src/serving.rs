@@ -115,7 +115,7 @@ mod tests {
     }
 
     fn listed(files: &[&ManifestFile]) -> Vec<ObjectMeta> {
-        files.iter().map(|f| ObjectMeta { key: f.path.clone(), size: f.size, modified: SystemTime::UNIX_EPOCH }).collect()
+        files.iter().map(|f| ObjectMeta { key: f.path.clone(), size: f.size, modified: SystemTime::UNIX_EPOCH, md5: None }).collect()
     }
 
     fn stored(f: &ManifestFile) -> HashMap<Key, String> {

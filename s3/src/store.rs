@@ -366,7 +366,8 @@ impl Store for S3Store {
                     }
                 };
                 let modified = obj.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH);
-                out.objects.push(ObjectMeta { key, size: obj.size().unwrap_or(0).max(0) as u64, modified });
+                let md5 = obj.e_tag().and_then(etag_md5);
+                out.objects.push(ObjectMeta { key, size: obj.size().unwrap_or(0).max(0) as u64, modified, md5 });
             }
         }
         Ok(out)
@@ -418,5 +419,27 @@ impl Store for S3Store {
             }
         }
         results
+    }
+}
+
+/// The MD5 an ETag states: 32 hex digits, quoted or not (a multipart upload's has a `-N`).
+fn etag_md5(etag: &str) -> Option<[u8; 16]> {
+    let hex = etag.trim_matches('"');
+    let mut out = [0u8; 16];
+    (hex.len() == 32 && hex::decode_to_slice(hex, &mut out).is_ok()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_md5;
+
+    #[test]
+    fn only_an_etag_of_32_hex_digits_states_an_md5() {
+        let md5 = [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e];
+        assert_eq!(etag_md5("\"d41d8cd98f00b204e9800998ecf8427e\""), Some(md5));
+        assert_eq!(etag_md5("d41d8cd98f00b204e9800998ecf8427e"), Some(md5));
+        for not in ["\"d41d8cd98f00b204e9800998ecf8427e-2\"", "\"d41d8cd98f00b204e9800998ecf8427\"", "\"z41d8cd98f00b204e9800998ecf8427e\"", "W/\"0\"", ""] {
+            assert_eq!(etag_md5(not), None, "{not}");
+        }
     }
 }

@@ -25,7 +25,7 @@
 pub mod plan;
 pub mod source;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -465,7 +465,9 @@ async fn unchanged(ctx: &Ctx<'_>, own: &ReleaseRecord, listing: Option<crate::st
     if !plan::missing(own, &plan::sizes(&listing.objects)).is_empty() {
         return Ok(false);
     }
-    Ok(changed_mutable(ctx, own).await?.is_empty())
+    let listed = plan::listed_md5s(own, &listing.objects);
+    drop(listing);
+    Ok(changed_mutable(ctx, own, &listed).await?.is_empty())
 }
 
 /// Refuses to write into a folder that holds a store of its own (its gc would drop our files'
@@ -790,6 +792,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
     let key = layout::record_key(&record.release);
     still_own(ctx.store, record, size, listing.objects.iter().find(|o| o.key == key).map(|o| o.size)).await?;
     let mut missing = plan::missing(record, &plan::sizes(&listing.objects));
+    let listed = plan::listed_md5s(record, &listing.objects);
     drop(listing); // 50,000 keys: not alive while the record is encoded below
     missing.retain(|(_, f)| f.class != FileClass::Mutable);
     if !missing.is_empty() {
@@ -797,7 +800,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
         report.repaired += missing.len() as u64;
         lease.keep_alive(ctx.store, ctx.host, upload_all(ctx, &record.release, missing, &NoProgress, None, &ctx.opts.cancel)).await?;
     }
-    let changed = lease.keep_alive(ctx.store, ctx.host, changed_mutable(ctx, record)).await?;
+    let changed = lease.keep_alive(ctx.store, ctx.host, changed_mutable(ctx, record, &listed)).await?;
     // The last point a signal stops the publish: from the first mutable write on, stopping
     // would leave the store serving a mix of two releases, so the few writes left finish.
     ctx.opts.cancel.check()?;
@@ -820,11 +823,12 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
 async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
     let listing = ctx.store.list(None).await?;
     let mut missing = plan::missing(record, &plan::sizes(&listing.objects));
+    let listed = plan::listed_md5s(record, &listing.objects);
     drop(listing);
     missing.retain(|(_, f)| f.class != FileClass::Mutable);
     report.repaired += missing.len() as u64;
     upload_all(ctx, &record.release, missing, &NoProgress, None, &ctx.opts.cancel).await?;
-    let changed = changed_mutable(ctx, record).await?;
+    let changed = changed_mutable(ctx, record, &listed).await?;
     ctx.opts.cancel.check()?; // the last point a signal stops it, as in `complete_locked`
     let _critical = ctx.opts.cancel.critical();
     upload_all(ctx, &record.release, changed.clone(), &NoProgress, None, &Cancel::new()).await?;
@@ -836,16 +840,23 @@ async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &m
     Ok(())
 }
 
-/// This release's mutable files whose stored content differs from the build's (read back and
-/// hashed: a record cannot tell, since a publish that died in this step may have left other
-/// content there).
-async fn changed_mutable<'r>(ctx: &Ctx<'_>, record: &'r ReleaseRecord) -> Result<Vec<(Key, &'r ManifestFile)>, PublishError> {
+/// This release's mutable files whose stored content differs from the build's: a record cannot
+/// tell, since a publish that died in this step may have left other content there. A file the
+/// listing (`listed`, taken under the same lease, or ahead for a publish that writes nothing)
+/// states the MD5 of the build's bytes for is taken as holding them; any other is read back and
+/// hashed.
+async fn changed_mutable<'r>(ctx: &Ctx<'_>, record: &'r ReleaseRecord, listed: &HashMap<Key, [u8; 16]>) -> Result<Vec<(Key, &'r ManifestFile)>, PublishError> {
     if ctx.opts.faults.mutable_early {
         return Ok(Vec::new());
     }
     let mutable: Vec<(Key, &ManifestFile)> = record.stored_files().filter(|(_, f)| f.class == FileClass::Mutable).collect();
     let checked: Vec<Option<(Key, &ManifestFile)>> = futures::stream::iter(mutable)
         .map(|(key, f)| async move {
+            if let Some(stated) = listed.get(&key) {
+                if ctx.opts.faults.trust_listed_md5 || build_md5(ctx, f).await == Some(*stated) {
+                    return Ok(None);
+                }
+            }
             match ctx.store.get(&key).await {
                 Ok(bytes) if crate::digest::sha256_hex(&bytes) == *f.sha256 => Ok(None),
                 Ok(_) => Ok(Some((key, f))),
@@ -859,6 +870,16 @@ async fn changed_mutable<'r>(ctx: &Ctx<'_>, record: &'r ReleaseRecord) -> Result
     let mut changed: Vec<_> = checked.into_iter().flatten().collect();
     changed.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(changed)
+}
+
+/// The MD5 of `file`'s bytes in the build, if they still have the sha256 the manifest gives
+/// (`None` if they do not, or cannot be read: the stored copy is then read back instead).
+async fn build_md5(ctx: &Ctx<'_>, file: &ManifestFile) -> Option<[u8; 16]> {
+    let (sha256, md5) = match ctx.source.body(file).await.ok()? {
+        Body::Bytes(b) => (crate::digest::sha256_hex(&b), crate::digest::md5(&b)),
+        Body::File(path) => tokio::task::spawn_blocking(move || crate::digest::sha256_md5(std::fs::File::open(path)?)).await.ok()?.ok()?,
+    };
+    (sha256 == *file.sha256).then_some(md5)
 }
 
 /// Adds the mutable files written in the last step to what was uploaded.

@@ -22,6 +22,12 @@ pub fn sizes(listing: &[ObjectMeta]) -> HashMap<&Key, u64> {
     listing.iter().map(|o| (&o.key, o.size)).collect()
 }
 
+/// The MD5s `listing` states for `record`'s mutable files (S3's ETags).
+pub fn listed_md5s(record: &ReleaseRecord, listing: &[ObjectMeta]) -> HashMap<Key, [u8; 16]> {
+    let mutable: HashSet<Key> = record.stored_files().filter(|(_, f)| f.class == FileClass::Mutable).map(|(k, _)| k).collect();
+    listing.iter().filter(|o| mutable.contains(&o.key)).filter_map(|o| Some((o.key.clone(), o.md5?))).collect()
+}
+
 /// The keys of `record`'s stored files whose content complete releases vouch for: every
 /// complete record referencing the key agrees on its sha256, and it is `record`'s. Only these
 /// keys are kept, not the records: a publish drops the kept releases' records before it writes

@@ -285,7 +285,7 @@ impl FsStore {
                         Err(e) => return Err(self.backend(Op::List, &list_key, e.into())),
                     },
                     FileType::RegularFile => match Key::new(shown.clone()) {
-                        Ok(key) => out.objects.push(ObjectMeta { key, size: st.st_size.max(0) as u64, modified: mtime(&st) }),
+                        Ok(key) => out.objects.push(ObjectMeta { key, size: st.st_size.max(0) as u64, modified: mtime(&st), md5: None }),
                         Err(e) => out.problems.push(ListingProblem { name: shown, why: format!("is not a valid path: {e}") }),
                     },
                     ft => out.problems.push(ListingProblem { name: shown, why: describe(ft).into() }),

@@ -27,6 +27,8 @@ pub struct MemObject {
     pub content_type: Option<String>,
     /// The `Cache-Control` it was written with.
     pub cache_control: Option<String>,
+    /// The MD5 of its bytes, which listings state (as S3's do in ETags).
+    pub md5: [u8; 16],
 }
 
 /// A store in memory. Clones share the same objects.
@@ -70,7 +72,13 @@ impl MemStore {
             return Err(StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() });
         }
         WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str())?;
-        let obj = MemObject { bytes, modified: now, content_type: opts.content_type.clone(), cache_control: opts.cache_control.clone() };
+        let obj = MemObject {
+            md5: crate::digest::md5(&bytes),
+            bytes,
+            modified: now,
+            content_type: opts.content_type.clone(),
+            cache_control: opts.cache_control.clone(),
+        };
         objects.insert(key.clone(), obj);
         Ok(())
     }
@@ -91,7 +99,7 @@ impl MemStore {
         range
             .filter(|(k, _)| prefix.is_none_or(|p| k.is_under(p) && *k != p))
             .take(limit)
-            .map(|(k, o)| ObjectMeta { key: k.clone(), size: o.bytes.len() as u64, modified: o.modified })
+            .map(|(k, o)| ObjectMeta { key: k.clone(), size: o.bytes.len() as u64, modified: o.modified, md5: Some(o.md5) })
             .collect()
     }
 

@@ -110,6 +110,11 @@ pub struct ObjectMeta {
     pub size: u64,
     /// When it was last written.
     pub modified: SystemTime,
+    /// Its content's MD5 as the backend states it, where it does: an S3 ETag of 32 hex digits,
+    /// which is the MD5 of an object written in one part. Not a promise: a KMS-encrypted
+    /// object's ETag has the same form and is something else, so it serves only to spare a
+    /// read when it equals the MD5 of the bytes the reader expects.
+    pub md5: Option<[u8; 16]>,
 }
 
 /// An entry a listing met that cannot be used as a key.

@@ -23,7 +23,7 @@ use deskew_core::store::{Body, PutMode, PutOptions, Store, StoreError, WriteGuar
 use deskew_core::{Key, layout, verify};
 
 use crate::clock::{ShiftedHost, at, now};
-use crate::wrappers::{CancelAfterPut, Count, FailDeletesAfter, FailPutOf, FailPutsAfter, Hooked, Jitter, Race, VanishOnRead, race};
+use crate::wrappers::{CancelAfterPut, Count, FailDeletesAfter, FailPutOf, FailPutsAfter, Hooked, Jitter, Race, Reads, VanishOnRead, race};
 use crate::{fixture_dist, synthetic_build};
 use std::num::NonZeroUsize;
 
@@ -55,7 +55,8 @@ macro_rules! conformance_suite {
             interrupted_gc_leaves_truthful_records, publish_keep_counts_besides_new, puts_check_sha256,
             guard_refuses_commit, not_a_store_is_refused, nested_store_left_alone, lease_takeover_is_exclusive,
             immutable_files_never_change, mutable_files_change_last, a_lease_taken_by_other_means_stops_its_holder,
-            publish_refuses_a_nested_store, a_large_record_is_read_as_it_arrives);
+            publish_refuses_a_nested_store, a_large_record_is_read_as_it_arrives,
+            a_listed_md5_spares_a_read_only_for_the_builds_bytes);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_publish_and_gc() {
             $crate::conformance_suite!(@require [$($service)?]);
@@ -215,6 +216,36 @@ pub async fn republish_uploads_nothing_and_becomes_newest(store: &dyn Store) {
     assert!(matches!(err, PublishError::DifferentContent { .. }), "{err}");
     assert_eq!(counting.hooks.puts.load(Ordering::SeqCst), puts, "nothing written for other content");
     assert_complete_releases_whole(store).await;
+}
+
+/// A publish of the newest release again reads back none of its mutable files where the
+/// listing states their MD5s (S3's ETags) and they are those of the build's bytes, every one
+/// where it does not (a volume). A stored file changed since (a publish that died in its last
+/// step) is found and put back; a build file changed after it was hashed, to what the store now
+/// holds, is not taken for the release's content.
+pub async fn a_listed_md5_spares_a_read_only_for_the_builds_bytes(store: &dyn Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    synthetic_build(&dir, "b", &["x"], "User-agent: *\n");
+    let m = manifest_of(&dir, "b");
+    let robots = layout::file_key(&id("b"), m.file(&Key::new("robots.txt").unwrap()).unwrap());
+    assert_eq!(m.file(&robots).unwrap().class, FileClass::Mutable);
+    publish_ok(store, &dir, "b", at(-60)).await;
+    let stated = store.list(None).await.unwrap().objects.iter().find(|o| o.key == robots).unwrap().md5;
+    let reads = Hooked::new(store, Reads::default());
+    assert_eq!(publish_ok(&reads, &dir, "b", at(-50)).await.outcome, Outcome::AlreadyComplete);
+    assert_eq!(reads.hooks.of(&robots), if stated.is_some() { 0 } else { 1 }, "stated: {stated:?}");
+
+    let other = Bytes::from_static(b"User-agent: -\n"); // the same size: only its content tells
+    store.put(&robots, Body::Bytes(other.clone()), &PutOptions::default()).await.unwrap();
+    let r = publish_ok(&reads, &dir, "b", at(-40)).await;
+    assert_ne!(r.outcome, Outcome::AlreadyComplete, "robots.txt holds other content");
+    assert_eq!(store.get(&robots).await.unwrap(), "User-agent: *\n");
+
+    store.put(&robots, Body::Bytes(other.clone()), &PutOptions::default()).await.unwrap();
+    std::fs::write(dir.join("robots.txt"), &other).unwrap();
+    let r = publish::publish(store, &at(-30), &DirSource::new(&dir), m, &opts(), &NoProgress).await;
+    assert!(!matches!(&r, Ok(r) if r.outcome == Outcome::AlreadyComplete), "the build changed after hashing: {:?}", r.map(|r| r.outcome));
 }
 
 /// After four releases, `keep 2` deletes exactly the files only the oldest two used.

@@ -98,6 +98,25 @@ impl<H: Hooks> Store for Hooked<'_, H> {
     }
 }
 
+/// Records the key of every read.
+#[derive(Debug, Default)]
+pub struct Reads(pub std::sync::Mutex<Vec<Key>>);
+
+impl Reads {
+    /// How many reads of `key` there were.
+    pub fn of(&self, key: &Key) -> usize {
+        self.0.lock().unwrap().iter().filter(|k| *k == key).count()
+    }
+}
+
+#[async_trait]
+impl Hooks for Reads {
+    async fn before_get(&self, _: &str, key: &Key) -> Result<(), StoreError> {
+        self.0.lock().unwrap().push(key.clone());
+        Ok(())
+    }
+}
+
 /// Counts puts and deleted keys.
 #[derive(Debug, Default)]
 pub struct Count {
