@@ -31,6 +31,10 @@ pub const PUBLISHING_DIR: &str = ".deskew/publishing";
 /// The name prefix of a directory store's temporary files.
 pub const TMP_PREFIX: &str = ".deskew-tmp-";
 
+/// The object an S3 store writes create-only to learn whether the server honours conditional
+/// writes, left in place for the next probe (temporary: gc removes it after the grace period).
+pub const CAS_PROBE: &str = ".deskew/.deskew-tmp-cas-probe";
+
 /// `.deskew/releases`.
 pub fn releases_dir() -> Key {
     Key::new(RELEASES_DIR).expect("constant key")

@@ -194,7 +194,11 @@ impl Default for LeaseConfig {
 }
 
 fn encode(body: &LeaseBody) -> Body {
-    Body::Bytes(Bytes::from(serde_json::to_vec_pretty(body).expect("lease serialises")))
+    Body::Bytes(encode_bytes(body))
+}
+
+fn encode_bytes(body: &LeaseBody) -> Bytes {
+    Bytes::from(serde_json::to_vec_pretty(body).expect("lease serialises"))
 }
 
 /// The epochs present, sorted.
@@ -361,10 +365,25 @@ impl Lease {
         self.check(store, host)
     }
 
-    /// Reads the chain: fails with [`LeaseError::Lost`] unless our epoch is still on top.
+    /// Reads the chain: fails with [`LeaseError::Lost`] unless our epoch is still on top, with
+    /// our token. The listing alone tells when it states the MD5 of our epoch's bytes (S3's
+    /// ETags); otherwise the top epoch is read.
     async fn confirm(&mut self, store: &dyn Store, host: &dyn Host) -> Result<(), LeaseError> {
         let now = host.now();
-        let top = current(store).await?;
+        let listing = store.list(Some(&layout::lease_dir())).await?;
+        let listed = listing.objects.iter().filter_map(|o| Some((layout::lease_epoch(&o.key)?, o.md5))).max_by_key(|(epoch, _)| *epoch);
+        if listed.is_some_and(|(epoch, md5)| epoch == self.body.epoch && md5 == Some(crate::digest::md5(&encode_bytes(&self.body)))) {
+            self.confirmed = now;
+            return Ok(());
+        }
+        let top = match listed {
+            // An epoch is deleted only once a higher one exists: if it vanished, look again.
+            Some((epoch, _)) => match read_epoch(store, epoch).await? {
+                Some(body) => Some(body),
+                None => current(store).await?,
+            },
+            None => None,
+        };
         if top.as_ref().is_some_and(|t| t.epoch == self.body.epoch && t.token == self.body.token) {
             self.confirmed = now;
             return Ok(());

@@ -88,30 +88,34 @@ impl S3Store {
         }
     }
 
-    /// Writes a probe object twice with `If-None-Match: *`: the second write must be refused.
-    /// Some servers accept the header and overwrite anyway; those get `false`.
+    /// Whether the server refuses a create-only write (`If-None-Match: *`) of an object that
+    /// exists. The probe object has one temporary name per store and is left in place, so the
+    /// usual probe is one write, refused. Where it is missing it is written, then written again,
+    /// which must be refused. A server that accepts the header and overwrites anyway gets `false`
+    /// (and its probe object is removed). Being temporary, the object does not make an empty place
+    /// look like a non-empty one, and gc removes it after the grace period like any other.
     async fn probe_create_only(&self) -> Result<bool, StoreError> {
-        let nonce = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
-        // A temporary name: if we are killed before deleting it, it does not make an empty
-        // place look like a non-empty one, and gc removes it after the grace period.
-        let key = Key::new(format!(".deskew/{}cas-{nonce}", deskew_core::layout::TMP_PREFIX)).expect("valid probe key");
+        let key = Key::new(deskew_core::layout::CAS_PROBE).expect("valid probe key");
         let full = self.full(&key);
-        let put = |body: &'static [u8]| self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(body)).send();
-        let verdict = match put(b"first").await {
+        let put = || self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(b"probe")).send();
+        let verdict = |r: Result<_, _>| match r {
+            Ok(_) => Ok(None),
             Err(e) => match errors::status_and_code(&e) {
-                (Some(400 | 501), _) => Ok(false),
+                (Some(412 | 409), _) => Ok(Some(true)),
+                (Some(400 | 501), _) => Ok(Some(false)),
                 _ => Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
             },
-            Ok(_) => match put(b"second").await {
-                Ok(_) => Ok(false),
-                Err(e) => match errors::status_and_code(&e) {
-                    (Some(412 | 409), _) => Ok(true),
-                    _ => Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
-                },
-            },
         };
-        let _ = self.client.delete_object().bucket(&self.bucket).key(&full).send().await;
-        verdict
+        if let Some(known) = verdict(put().await)? {
+            return Ok(known);
+        }
+        match verdict(put().await)? {
+            Some(known) => Ok(known),
+            None => {
+                let _ = self.client.delete_object().bucket(&self.bucket).key(&full).send().await;
+                Ok(false)
+            }
+        }
     }
 
     /// The whole file if it is no larger than the multipart threshold (decided by what is read,

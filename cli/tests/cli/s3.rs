@@ -217,7 +217,7 @@ fn a_retried_publish_reads_the_store_once() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let manifest = run(&["manifest", &fixture("v1"), "--json"]).json();
     let mutable = manifest["files"].as_array().unwrap().iter().filter(|f| f["class"] == "mutable").count();
-    assert!(mutable > 0, "the fixture has mutable files to read back");
+    assert!(mutable > 0, "the fixture has mutable files, which the listing must vouch for");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let proxy = rt.block_on(deskew_testkit::proxy::FaultProxy::start(&s3.endpoint));
@@ -226,5 +226,6 @@ fn a_retried_publish_reads_the_store_once() {
     assert_eq!(r.json()["publish"]["outcome"], "already-complete");
     assert_eq!(proxy.faults.puts.load(Ordering::SeqCst), 0, "nothing written");
     let requests = proxy.faults.requests.load(Ordering::SeqCst);
-    assert_eq!(requests, 6 + mutable, "bucket, marker, lease, records listing, record, store listing and {mutable} mutable files");
+    // The mutable files are not read: the listing's ETags state their MD5s, those of the build's.
+    assert_eq!(requests, 6, "bucket, marker, lease, records listing, record and store listing");
 }

@@ -44,6 +44,29 @@ async fn seaweedfs_honours_create_only_writes() {
     assert!(store.capabilities().await.unwrap().create_only, "SeaweedFS refuses a second If-None-Match: * write; the probe must see that");
 }
 
+/// The probe object an earlier probe left in place answers the next probe in one write; it
+/// does not fool the probe of a server that ignores the header, reached at the same place
+/// (through a proxy that drops it), and that probe leaves no object behind.
+#[tokio::test]
+async fn a_probe_object_left_in_place_fools_no_later_probe() {
+    deskew_testkit::require!(S3);
+    let prefix = deskew_testkit::unique_prefix("probe");
+    let probe = Key::new(deskew_core::layout::CAS_PROBE).unwrap();
+    let first = connect(&endpoint(), &prefix).await.unwrap();
+    assert!(first.capabilities().await.unwrap().create_only);
+    assert_eq!(first.get(&probe).await.unwrap(), "probe", "left in place");
+    assert!(first.is_empty().await.unwrap(), "a temporary object: the place is still empty");
+    let proxy = FaultProxy::start(&endpoint()).await;
+    let again = connect(&proxy.url, &prefix).await.unwrap();
+    assert!(again.capabilities().await.unwrap().create_only);
+    let puts = proxy.faults.puts.load(Ordering::SeqCst);
+    assert_eq!(puts, 1, "one write, refused");
+    proxy.faults.ignore_conditional_puts.store(true, Ordering::SeqCst);
+    let ignoring = connect(&proxy.url, &prefix).await.unwrap();
+    assert!(!ignoring.capabilities().await.unwrap().create_only, "the object in place must not pass for a refusal");
+    assert!(first.get(&probe).await.unwrap_err().is_not_found(), "removed where the header is ignored");
+}
+
 /// A server that accepts `If-None-Match: *` and overwrites anyway is detected, and GC refuses to
 /// pretend it holds a lease there.
 #[tokio::test]
