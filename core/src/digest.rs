@@ -1,5 +1,6 @@
 //! sha256 helpers shared by the manifest, the stores and the engines: one streaming
-//! implementation, so every place that hashes a body hashes it the same way.
+//! implementation, so every place that hashes a body hashes it the same way. Also MD5, only to
+//! compare with the MD5s S3 listings state in ETags (a match spares reading an object back).
 
 use std::io::{self, Read, Write};
 
@@ -10,7 +11,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The MD5 of `bytes`: only to compare with the ETags S3 listings state, never for integrity.
+/// The MD5 of `bytes`: only to compare with the ETags S3 listings state (uploads are checked by
+/// sha256).
 pub fn md5(bytes: &[u8]) -> [u8; 16] {
     md5::Md5::digest(bytes).into()
 }

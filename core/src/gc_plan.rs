@@ -147,7 +147,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<GcPlan, RetentionError> {
     let mut plan = GcPlan { releases, tombstones, nested_stores: nested.clone(), ..GcPlan::default() };
     for obj in listing {
         let age = Timestamp(obj.modified).age_at(now);
-        let reason = if nested.iter().any(|n| obj.key.is_under(n)) || kept_keys.contains(&obj.key) {
+        let reason = if nested.iter().any(|n| obj.key.is_under(n)) || kept_keys.contains(&obj.key) || obj.key.as_str() == layout::CAS_PROBE {
             None
         } else if dropped_records.contains(&obj.key) {
             plan.records.push(obj.key.clone());
@@ -192,4 +192,30 @@ fn nested_stores(listing: &[ObjectMeta]) -> Vec<Key> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+    use std::time::SystemTime;
+
+    use super::*;
+
+    /// A temporary object older than the grace period goes; S3's conditional-write probe object,
+    /// temporary too, stays: every probe would otherwise write it again, and `--max-delete 0`
+    /// would trip on it.
+    #[test]
+    fn the_conditional_write_probe_object_is_left_alone() {
+        let old = SystemTime::UNIX_EPOCH;
+        let obj = |k: &str| ObjectMeta { key: Key::new(k).unwrap(), size: 5, modified: old, md5: None };
+        let listing = [obj(layout::CAS_PROBE), obj(".deskew/.deskew-tmp-cas-123"), obj(layout::MARKER)];
+        let policy = Policy { keep: NonZeroUsize::new(1).unwrap(), keep_for: None, pins: Vec::new(), grace: retention::DEFAULT_GRACE, published: None };
+        let now = Timestamp(old + Duration::from_secs(86_400));
+        let input =
+            PlanInput { records: &[], heartbeats: &[], serving: &HashSet::new(), listing: &listing, policy: &policy, now, skew: Duration::from_secs(15) };
+        let plan = plan(input).unwrap();
+        let doomed: Vec<&str> = plan.files.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(doomed, [".deskew/.deskew-tmp-cas-123"]);
+        assert_eq!(plan.kept_objects, 2);
+    }
 }

@@ -77,7 +77,8 @@ pub fn heartbeat_key(id: &ReleaseId, token: &str) -> Key {
     Key::new(format!("{PUBLISHING_DIR}/{id}/{token}.json")).expect("valid key")
 }
 
-/// Whether `key` names a directory store's temporary file.
+/// Whether `key` names a temporary object: a directory store's file being written, or the S3
+/// conditional-write probe's.
 pub fn is_temp(key: &Key) -> bool {
     key.file_name().starts_with(TMP_PREFIX)
 }

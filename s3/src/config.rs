@@ -37,8 +37,8 @@ pub struct S3Options {
     pub multipart_threshold: u64,
     /// Multipart part size (at least 5 MiB).
     pub part_size: u64,
-    /// Whether to find out if the server honours create-only writes (costs three requests and
-    /// needs write access; read-only commands skip it).
+    /// Whether to find out if the server honours create-only writes (usually one request, at most
+    /// six; needs write access; read-only commands skip it).
     pub probe_conditional_writes: bool,
     /// Fixed credentials instead of the standard chain (tests; the CLI never takes secrets on
     /// its command line).

@@ -89,33 +89,49 @@ impl S3Store {
     }
 
     /// Whether the server refuses a create-only write (`If-None-Match: *`) of an object that
-    /// exists. The probe object has one temporary name per store and is left in place, so the
-    /// usual probe is one write, refused. Where it is missing it is written, then written again,
-    /// which must be refused. A server that accepts the header and overwrites anyway gets `false`
-    /// (and its probe object is removed). Being temporary, the object does not make an empty place
-    /// look like a non-empty one, and gc removes it after the grace period like any other.
+    /// exists. The probe object has one temporary name per store ([`layout::CAS_PROBE`]) and is
+    /// left in place, so the usual probe is one write, refused. Where it is missing it is
+    /// written, then written again, which must be refused. Where both writes land, the header was
+    /// ignored or the object vanished in between (a gc, a hand): a write and a rewrite of a name
+    /// of this process's own decide. Every `false` leaves no probe object behind. Being temporary,
+    /// the object does not make an empty place look like a non-empty one, and gc leaves it alone.
+    ///
+    /// [`layout::CAS_PROBE`]: deskew_core::layout::CAS_PROBE
     async fn probe_create_only(&self) -> Result<bool, StoreError> {
-        let key = Key::new(deskew_core::layout::CAS_PROBE).expect("valid probe key");
-        let full = self.full(&key);
-        let put = || self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(b"probe")).send();
-        let verdict = |r: Result<_, _>| match r {
-            Ok(_) => Ok(None),
-            Err(e) => match errors::status_and_code(&e) {
-                (Some(412 | 409), _) => Ok(Some(true)),
-                (Some(400 | 501), _) => Ok(Some(false)),
-                _ => Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
-            },
-        };
-        if let Some(known) = verdict(put().await)? {
-            return Ok(known);
-        }
-        match verdict(put().await)? {
-            Some(known) => Ok(known),
+        let shared = Key::new(deskew_core::layout::CAS_PROBE).expect("valid probe key");
+        let verdict = match self.create_twice(&shared).await? {
+            Some(known) => known,
             None => {
-                let _ = self.client.delete_object().bucket(&self.bucket).key(&full).send().await;
-                Ok(false)
+                let nonce = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+                let own = Key::new(format!(".deskew/{}cas-{nonce}", deskew_core::layout::TMP_PREFIX)).expect("valid probe key");
+                let verdict = self.create_twice(&own).await;
+                let _ = self.client.delete_object().bucket(&self.bucket).key(self.full(&own)).send().await;
+                verdict?.unwrap_or(false)
+            }
+        };
+        if !verdict {
+            let _ = self.client.delete_object().bucket(&self.bucket).key(self.full(&shared)).send().await;
+        }
+        Ok(verdict)
+    }
+
+    /// Writes `key` create-only until the server answers: `Some(true)` once a write is refused
+    /// as a failed condition, `Some(false)` if the header is rejected, `None` if two writes
+    /// both landed.
+    async fn create_twice(&self, key: &Key) -> Result<Option<bool>, StoreError> {
+        let full = self.full(key);
+        for _ in 0..2 {
+            let put = self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(b"probe")).send().await;
+            match put {
+                Ok(_) => continue,
+                Err(e) => match errors::status_and_code(&e) {
+                    (Some(412 | 409), _) => return Ok(Some(true)),
+                    (Some(400 | 501), _) => return Ok(Some(false)),
+                    _ => return Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
+                },
             }
         }
+        Ok(None)
     }
 
     /// The whole file if it is no larger than the multipart threshold (decided by what is read,
@@ -327,8 +343,8 @@ impl Store for S3Store {
         1000
     }
 
-    /// Empty, or holding only deskew's temporary objects (a conditional-write check of a process
-    /// that was killed before it cleaned up).
+    /// Empty, or holding only deskew's temporary objects (the conditional-write probe's, left in
+    /// place, or one of a process killed before it cleaned up).
     async fn is_empty(&self) -> Result<bool, StoreError> {
         let out = self
             .client

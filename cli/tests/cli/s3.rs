@@ -206,8 +206,9 @@ fn server_stopped_mid_publish_then_rerun_completes() {
 }
 
 /// A retried publish of the newest release reads the store once: the bucket, the marker, the
-/// lease's top epoch, the records (a listing and the one record), one listing of the store (made while the
-/// build is hashed) and each mutable file; it writes nothing and lists nothing twice.
+/// lease's top epoch, the records (a listing and the one record) and one listing of the store
+/// (made while the build is hashed), whose ETags vouch for the mutable files; it writes nothing
+/// and lists nothing twice.
 #[test]
 fn a_retried_publish_reads_the_store_once() {
     deskew_testkit::require!(S3);

@@ -454,8 +454,10 @@ pub async fn publish_after(
 /// every file of it with its size (one deleted outside deskew, by a bucket lifecycle rule or by
 /// hand, sends the publish through its steps, which put it back), and its mutable files hold its
 /// content (a publish of another release that died in its last step may have changed them).
-/// A listing taken ahead ([`Preread`]) serves as well as one taken now: it only looks for files
-/// deleted outside deskew, which can happen just after any listing too.
+/// A listing taken ahead ([`Preread`]) serves as well as one taken now: it looks for files
+/// deleted outside deskew, which can happen just after any listing too, and the MD5s it states
+/// stand for what the mutable files held when it was taken, after this publish started, as the
+/// reads that replace them would (a publish running alongside can change them after either).
 async fn unchanged(ctx: &Ctx<'_>, own: &ReleaseRecord, listing: Option<crate::store::Listing>, report: &mut PublishReport) -> Result<bool, PublishError> {
     let listing = match listing {
         Some(l) => l,

@@ -11,7 +11,9 @@
 //!   racing creates exactly one wins (a backend that cannot promise this must say so in
 //!   [`Store::capabilities`] and the engines fall back);
 //! - deleting a missing key succeeds;
-//! - a listing either returns every key under the prefix or fails; an entry that cannot be a
+//! - a listing shows every write and delete that completed before it started (as AWS S3, MinIO
+//!   and R2 promise: the lease, the last step's check for vanished files and the MD5s it states
+//!   all rely on it), and either returns every key under the prefix or fails; an entry that cannot be a
 //!   key (an invalid name, a symbolic link, a device) is returned as a [`ListingProblem`] so each
 //!   engine decides (gc refuses to run, publish and verify report it and go on);
 //! - every put that carries a `sha256` checks the bytes it stores against it and refuses a
