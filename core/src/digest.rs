@@ -18,20 +18,10 @@ pub fn md5(bytes: &[u8]) -> [u8; 16] {
 }
 
 /// The sha256 (hex) and the MD5 of everything `r` yields, in one pass.
-pub fn sha256_md5(mut r: impl Read) -> io::Result<(String, [u8; 16])> {
-    let (mut sha, mut md5) = (Sha256::new(), md5::Md5::new());
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return Ok((hex::encode(sha.finalize()), md5.finalize().into())),
-            Ok(n) => {
-                sha.update(&buf[..n]);
-                md5.update(&buf[..n]);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+pub fn sha256_md5(r: impl Read) -> io::Result<(String, [u8; 16])> {
+    let mut md5 = md5::Md5::new();
+    let sha256 = copy_hashing(r, &mut md5)?;
+    Ok((sha256, md5.finalize().into()))
 }
 
 /// A sha256 computed piece by piece.

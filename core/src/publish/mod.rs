@@ -878,7 +878,7 @@ async fn changed_mutable<'r>(ctx: &Ctx<'_>, record: &'r ReleaseRecord, listed: &
 /// (`None` if they do not, or cannot be read: the stored copy is then read back instead).
 async fn build_md5(ctx: &Ctx<'_>, file: &ManifestFile) -> Option<[u8; 16]> {
     let (sha256, md5) = match ctx.source.body(file).await.ok()? {
-        Body::Bytes(b) => (crate::digest::sha256_hex(&b), crate::digest::md5(&b)),
+        Body::Bytes(b) => crate::digest::sha256_md5(&b[..]).ok()?,
         Body::File(path) => tokio::task::spawn_blocking(move || crate::digest::sha256_md5(std::fs::File::open(path)?)).await.ok()?.ok()?,
     };
     (sha256 == *file.sha256).then_some(md5)
