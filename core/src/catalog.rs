@@ -10,7 +10,7 @@ use crate::intern::Interner;
 use crate::key::Key;
 use crate::layout;
 use crate::release::{RecordError, ReleaseId, ReleaseRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{ObjectMeta, Store, StoreError};
 
 /// A record that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +64,20 @@ impl Catalog {
     /// and streaming records over `stream_over` bytes.
     async fn load_within(store: &dyn Store, budget: u32, stream_over: u64) -> Result<Catalog, StoreError> {
         let listing = store.list(Some(&layout::releases_dir())).await?.objects;
+        Ok(Catalog::read_within(store, &listing, budget, stream_over).await)
+    }
+
+    /// Reads the records `listing` shows: the entries under the records folder of a listing
+    /// made by the caller (gc lists the whole store once, and takes the records from it).
+    pub async fn read_listed(store: &dyn Store, listing: &[ObjectMeta]) -> Catalog {
+        Catalog::read_within(store, listing, READ_BUDGET_UNITS, STREAM_OVER).await
+    }
+
+    async fn read_within(store: &dyn Store, listing: &[ObjectMeta], budget: u32, stream_over: u64) -> Catalog {
+        let dir = layout::releases_dir();
         let mut problems = Vec::new();
         let mut keys = Vec::new();
-        for obj in listing {
+        for obj in listing.iter().filter(|o| o.key.is_under(&dir)).cloned() {
             if layout::is_temp(&obj.key) {
                 continue; // a directory store's write in progress, or one that died
             }
@@ -114,7 +125,7 @@ impl Catalog {
         }
         records.sort_by(crate::retention::newest_first);
         vanished.sort();
-        Ok(Catalog { records, problems, vanished })
+        Catalog { records, problems, vanished }
     }
 
     /// The records, or the first problem if there is any (fail closed).

@@ -193,21 +193,24 @@ struct Snapshot {
     serving: HashSet<ReleaseId>,
 }
 
-/// Reads what a plan is made from. `locked`: under the lease, where no other gc can delete a
-/// record; a dry run holds no lease and may meet one that does.
+/// Reads what a plan is made from: one listing of the whole store, then the records and
+/// heartbeats it shows. A file in the listing was written after its publish's pending record,
+/// so that record is in the listing too; records written later are met before each delete.
+/// `locked`: under the lease, where no other gc can delete a record; a dry run holds no lease
+/// and may meet one that does.
 async fn snapshot(store: &dyn Store, host: &dyn Host, locked: bool) -> Result<Snapshot, GcError> {
-    let catalog = Catalog::load(store).await?;
+    let listing = store.list(None).await?;
+    if let Some(problem) = listing.problems.first() {
+        return Err(GcError::Unlistable { store: store.url().into(), problem: problem.clone(), more: listing.problems.len() - 1 });
+    }
+    let catalog = Catalog::read_listed(store, &listing.objects).await;
     if let Some(key) = catalog.vanished.first().filter(|_| locked) {
         return Err(GcError::RecordVanished { store: store.url().into(), key: key.clone() });
     }
     let records = catalog.into_clean().map_err(|source| GcError::Catalog { store: store.url().into(), source })?;
-    let heartbeats = heartbeat::read_all(store, host).await?;
+    let heartbeats = heartbeat::read_listed(store, host, &listing.objects).await?;
     if let Some(hb) = heartbeats.iter().find(|hb| hb.body.is_none()) {
         return Err(GcError::BadHeartbeat { store: store.url().into(), key: hb.key.clone() });
-    }
-    let listing = store.list(None).await?;
-    if let Some(problem) = listing.problems.first() {
-        return Err(GcError::Unlistable { store: store.url().into(), problem: problem.clone(), more: listing.problems.len() - 1 });
     }
     let serving = serving(store, &records, Some(&listing.objects)).await?;
     Ok(Snapshot { records, heartbeats, listing: listing.objects, serving })

@@ -19,7 +19,7 @@ use crate::host::Host;
 use crate::key::Key;
 use crate::layout;
 use crate::release::ReleaseId;
-use crate::store::{Body, PutOptions, Store, StoreError};
+use crate::store::{Body, ObjectMeta, PutOptions, Store, StoreError};
 use crate::time::Timestamp;
 
 /// How long a heartbeat lasts unless renewed.
@@ -141,8 +141,15 @@ impl Heartbeat {
 /// Every heartbeat in the store.
 pub async fn read_all(store: &dyn Store, host: &dyn Host) -> Result<Vec<FoundHeartbeat>, StoreError> {
     let listing = store.list(Some(&layout::publishing_dir())).await?;
+    read_listed(store, host, &listing.objects).await
+}
+
+/// Reads the heartbeats `listing` shows: the entries under the heartbeats folder of a listing
+/// made by the caller (gc lists the whole store once, and takes the heartbeats from it).
+pub async fn read_listed(store: &dyn Store, host: &dyn Host, listing: &[ObjectMeta]) -> Result<Vec<FoundHeartbeat>, StoreError> {
+    let dir = layout::publishing_dir();
     let mut out = Vec::new();
-    for obj in listing.objects {
+    for obj in listing.iter().filter(|o| o.key.is_under(&dir)).cloned() {
         if layout::is_temp(&obj.key) {
             continue;
         }

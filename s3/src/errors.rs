@@ -49,9 +49,45 @@ pub fn status_and_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>)
     }
 }
 
-/// Whether the server answered 404.
+/// Whether the server answered 404 for the object (not for the bucket: that is
+/// [`for_call`]'s "no bucket").
 pub fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    status_and_code(err).0 == Some(404)
+    matches!(status_and_code(err), (Some(404), code) if code.as_deref() != Some("NoSuchBucket"))
+}
+
+/// Where calls go, to say what is wrong with the store itself.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    pub bucket: String,
+    pub endpoint: String,
+}
+
+/// The store error for a failed call. No request checks the bucket up front (it would be one
+/// more round trip for every command), so whatever says the store itself cannot be used, on
+/// whichever call meets it first, is said of the store: no answer, no bucket, credentials
+/// refused, another region. Anything else is said of `op` on `key`.
+pub fn for_call<E>(at: &Place, op: Op, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static + ProvideErrorMetadata,
+{
+    if is_unreachable(&err) {
+        return StoreError::Unreachable { store: at.url.clone(), why: format!("at {}: {}", at.endpoint, describe(&err)) };
+    }
+    let bucket = &at.bucket;
+    let (status, code) = status_and_code(&err);
+    let why = match (status, code.as_deref()) {
+        (Some(404), Some("NoSuchBucket")) => format!("does not exist: no bucket `{bucket}` at {}", at.endpoint),
+        (Some(401 | 403), _) => {
+            format!("refused access to bucket `{bucket}` (check the credentials and the bucket's policy): {op} `{key}`: {}", describe(&err))
+        }
+        (Some(301), _) | (_, Some("PermanentRedirect" | "AuthorizationHeaderMalformed")) => {
+            format!("is in another region than the one configured (--region): {}", describe(&err))
+        }
+        _ => return backend(&at.url, op, key, err),
+    };
+    StoreError::Unusable { store: at.url.clone(), why }
 }
 
 /// The store error for `op` on `key` from an SDK error.

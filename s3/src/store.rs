@@ -25,6 +25,8 @@ pub struct S3Store {
     /// `""` or `"app/"`.
     prefix: String,
     url: String,
+    /// The url, bucket and endpoint, for errors that are the store's.
+    place: errors::Place,
     /// Whether create-only writes really work: probed on first need, if probing is allowed.
     create_only: std::sync::Arc<tokio::sync::OnceCell<bool>>,
     probe: bool,
@@ -33,8 +35,9 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// Connects to `s3://bucket/prefix`: builds the client and checks that the bucket answers.
-    /// Whether create-only writes really work is found out when first needed, and only when
+    /// Connects to `s3://bucket/prefix`: builds the client and loads the credentials. Nothing is
+    /// sent yet: a missing bucket, refused credentials or an endpoint that does not answer are
+    /// said of the store by whichever call meets them first ([`errors::for_call`]). Whether create-only writes really work is found out when first needed, and only when
     /// `opts.probe_conditional_writes` (a probe writes); without it they count as unsupported.
     pub async fn connect(bucket: &str, prefix: &str, opts: &S3Options) -> Result<S3Store, StoreError> {
         let url = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
@@ -44,26 +47,13 @@ impl S3Store {
             client: built.client,
             bucket: bucket.into(),
             prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
+            place: errors::Place { url: url.clone(), bucket: bucket.into(), endpoint: built.endpoint.clone() },
             url: url.clone(),
             create_only: Default::default(),
             probe: opts.probe_conditional_writes,
             multipart_threshold: opts.multipart_threshold.max(5 * 1024 * 1024),
             part_size: opts.part_size.max(5 * 1024 * 1024),
         };
-        let unusable = |why: String| StoreError::Unusable { store: url.clone(), why };
-        if let Err(e) = store.client.head_bucket().bucket(bucket).send().await {
-            let (status, _) = errors::status_and_code(&e);
-            let why = match status {
-                _ if errors::is_unreachable(&e) => {
-                    return Err(StoreError::Unreachable { store: url.clone(), why: format!("at {}: {}", built.endpoint, errors::describe(&e)) });
-                }
-                Some(404) => format!("does not exist: no bucket `{bucket}` at {}", built.endpoint),
-                Some(401 | 403) => format!("refused access to bucket `{bucket}` (check the credentials): {}", errors::describe(&e)),
-                Some(301) => format!("is in another region than the one configured (--region): {}", errors::describe(&e)),
-                _ => format!("cannot be used: {}", errors::describe(&e)),
-            };
-            return Err(unusable(why));
-        }
         Ok(store)
     }
 
@@ -75,6 +65,14 @@ impl S3Store {
         self.create_only.get_or_try_init(|| self.probe_create_only()).await.copied()
     }
 
+    /// The store error for a failed call of `op` on `key`.
+    fn error<E>(&self, op: Op, key: &str, e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+    where
+        E: std::error::Error + Send + Sync + 'static + aws_sdk_s3::error::ProvideErrorMetadata,
+    {
+        errors::for_call(&self.place, op, key, e)
+    }
+
     fn full(&self, key: &Key) -> String {
         format!("{}{}", self.prefix, key)
     }
@@ -84,7 +82,7 @@ impl S3Store {
         match self.client.get_object().bucket(&self.bucket).key(self.full(key)).send().await {
             Ok(o) => Ok(o),
             Err(e) if errors::is_not_found(&e) => Err(StoreError::NotFound { store: self.url.clone(), key: key.to_string() }),
-            Err(e) => Err(errors::backend(&self.url, Op::Get, key.as_str(), e)),
+            Err(e) => Err(self.error(Op::Get, key.as_str(), e)),
         }
     }
 
@@ -127,7 +125,7 @@ impl S3Store {
                 Err(e) => match errors::status_and_code(&e) {
                     (Some(412 | 409), _) => return Ok(Some(true)),
                     (Some(400 | 501), _) => return Ok(Some(false)),
-                    _ => return Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
+                    _ => return Err(self.error(Op::Put, key.as_str(), e)),
                 },
             }
         }
@@ -157,7 +155,7 @@ impl S3Store {
         if let Some(sha) = &opts.sha256 {
             create = create.metadata("sha256", sha);
         }
-        let upload = create.send().await.map_err(|e| errors::backend(&self.url, Op::Put, key.as_str(), e))?;
+        let upload = create.send().await.map_err(|e| self.error(Op::Put, key.as_str(), e))?;
         let upload_id = upload.upload_id().unwrap_or_default().to_string();
         let result: Result<(), StoreError> = async {
             let mut file = tokio::fs::File::open(path).await.map_err(io)?;
@@ -181,7 +179,7 @@ impl S3Store {
                     .body(ByteStream::from(buf))
                     .send()
                     .await
-                    .map_err(|e| errors::backend(&self.url, Op::Put, key.as_str(), e))?;
+                    .map_err(|e| self.error(Op::Put, key.as_str(), e))?;
                 parts.push(CompletedPart::builder().part_number(number).set_e_tag(part.e_tag().map(str::to_string)).build());
                 number += 1;
                 if (n as u64) < self.part_size {
@@ -222,7 +220,7 @@ impl S3Store {
         if opts.mode == PutMode::Create && matches!(errors::status_and_code(&e).0, Some(412 | 409)) {
             return StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() };
         }
-        errors::backend(&self.url, Op::Put, key.as_str(), e)
+        self.error(Op::Put, key.as_str(), e)
     }
 }
 
@@ -287,7 +285,7 @@ impl Store for S3Store {
             match self.client.head_object().bucket(&self.bucket).key(self.full(key)).send().await {
                 Ok(_) => return Err(StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() }),
                 Err(e) if errors::is_not_found(&e) => {}
-                Err(e) => return Err(errors::backend(&self.url, Op::Put, key.as_str(), e)),
+                Err(e) => return Err(self.error(Op::Put, key.as_str(), e)),
             }
         }
         // The body's sha256 is known here when the caller gave one (it was just checked), so the
@@ -354,7 +352,7 @@ impl Store for S3Store {
             .max_keys(100)
             .send()
             .await
-            .map_err(|e| errors::backend(&self.url, Op::List, &self.prefix, e))?;
+            .map_err(|e| self.error(Op::List, &self.prefix, e))?;
         let temporary = |name: &str| {
             let rel = name.strip_prefix(&self.prefix).unwrap_or(name);
             Key::new(rel).is_ok_and(|k| deskew_core::layout::is_temp(&k) && k.is_under(&deskew_core::layout::deskew_dir()))
@@ -370,7 +368,7 @@ impl Store for S3Store {
         let mut out = Listing::default();
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| errors::backend(&self.url, Op::List, &full_prefix, e))?;
+            let page = page.map_err(|e| self.error(Op::List, &full_prefix, e))?;
             for obj in page.contents() {
                 let Some(name) = obj.key() else { continue };
                 let rel = name.strip_prefix(&self.prefix).unwrap_or(name);
@@ -401,7 +399,7 @@ impl Store for S3Store {
             .send()
             .await
             .map(|_| ())
-            .or_else(|e| if errors::is_not_found(&e) { Ok(()) } else { Err(errors::backend(&self.url, Op::Delete, key.as_str(), e)) })
+            .or_else(|e| if errors::is_not_found(&e) { Ok(()) } else { Err(self.error(Op::Delete, key.as_str(), e)) })
     }
 
     async fn delete_many(&self, keys: &[Key], guard: Option<&WriteGuard>) -> Vec<Result<(), StoreError>> {

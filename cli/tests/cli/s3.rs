@@ -205,8 +205,8 @@ fn server_stopped_mid_publish_then_rerun_completes() {
     assert_eq!(r.json()["objects"], 123);
 }
 
-/// A retried publish of the newest release reads the store once: the bucket, the marker, the
-/// lease's top epoch, the records (a listing and the one record) and one listing of the store
+/// A retried publish of the newest release reads the store once: the marker (which also finds
+/// out that the bucket answers), the lease's top epoch, the records (a listing and the one record) and one listing of the store
 /// (made while the build is hashed), whose ETags vouch for the mutable files; it writes nothing
 /// and lists nothing twice.
 #[test]
@@ -228,5 +228,29 @@ fn a_retried_publish_reads_the_store_once() {
     assert_eq!(proxy.faults.puts.load(Ordering::SeqCst), 0, "nothing written");
     let requests = proxy.faults.requests.load(Ordering::SeqCst);
     // The mutable files are not read: the listing's ETags state their MD5s, those of the build's.
-    assert_eq!(requests, 6, "bucket, marker, lease, records listing, record and store listing");
+    assert_eq!(requests, 5, "marker, lease, records listing, record and store listing");
+}
+
+/// gc reads the store once: one listing of the whole store gives it the records and heartbeats
+/// as well as the files (no listing of their own), and no request checks the bucket first.
+#[test]
+fn gc_lists_the_store_once_for_records_heartbeats_and_files() {
+    deskew_testkit::require!(S3);
+    let s3 = server();
+    let url = format!("s3://{}/{}", s3.bucket, deskew_testkit::unique_prefix("gc-requests"));
+    for v in ["v1", "v2"] {
+        let r = run_s3(&s3, &s3.endpoint, &["publish", &fixture(v), "--store", &url, "--release", v]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(deskew_testkit::proxy::FaultProxy::start(&s3.endpoint));
+    let r = run_s3(&s3, &proxy.url, &["gc", "--store", &url, "--keep", "1", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.json()["deleted"].as_u64().unwrap() > 0, "{}", r.stdout);
+    let requests = proxy.faults.requests.load(Ordering::SeqCst);
+    // The marker; the conditional-write probe (one refused write); the lease taken (a listing,
+    // the top epoch, the next epoch, a listing to confirm it); the store's listing; the two
+    // records; v1's tombstone; the listing of records made before deleting; the files' and the
+    // record's deletes; the lease given back.
+    assert_eq!(requests, 14, "marker, probe, 4 lease, listing, 2 records, tombstone, new records, 2 deletes, release");
 }

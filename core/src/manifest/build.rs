@@ -1,18 +1,17 @@
-//! Building a manifest from a build directory: the walk (which files, which links may be
-//! followed), and hashing on every core.
+//! Building a manifest from a build directory: hashing on every core what the walk
+//! ([`super::walk`]) finds, while it goes on.
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
+use super::walk::{Found, walk};
+use super::{Manifest, ManifestFile};
 use crate::classify::{self, Classifier};
+use crate::digest::hash_reader_with;
 use crate::id::ReleaseId;
 use crate::key::{Key, KeyError};
-use crate::layout;
-
-use super::{Manifest, ManifestFile};
-use crate::digest::hash_reader_with;
 
 /// Why a build directory cannot be turned into a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -91,13 +90,6 @@ pub struct BuildOptions {
     pub release: Option<ReleaseId>,
 }
 
-/// A file found in the build directory, before hashing.
-struct Found {
-    key: Key,
-    /// Where its bytes are read from (the link target for a symlink).
-    source: PathBuf,
-}
-
 impl Manifest {
     /// Walks `dist` and builds its manifest. Files are hashed on every core while the walk goes
     /// on; classes are decided once every path is known (a file's class may depend on its
@@ -122,6 +114,9 @@ struct Queue {
 struct QueueState {
     sources: Vec<PathBuf>,
     taken: usize,
+    /// Threads asleep in [`Queue::take`]: a push wakes one only when there is one (std's
+    /// `notify_one` is a system call even with no one to wake: one per file, 5,000 at 5,000).
+    waiting: usize,
     /// The walk has ended (or failed: then the threads stop too).
     done: bool,
 }
@@ -133,8 +128,11 @@ impl Queue {
         let mut s = self.state.lock().expect("queue lock");
         if !s.done {
             s.sources.push(source);
+            let wake = s.waiting > 0;
             drop(s);
-            self.ready.notify_one();
+            if wake {
+                self.ready.notify_one();
+            }
         }
     }
 
@@ -166,7 +164,9 @@ impl Queue {
             if s.done {
                 return None;
             }
+            s.waiting += 1;
             s = self.ready.wait(s).expect("queue lock");
+            s.waiting -= 1;
         }
     }
 }
@@ -226,81 +226,6 @@ fn hash_queued(queue: &Queue) -> Hashed {
         }
     }
     Ok(out)
-}
-
-fn walk(dist: &Path, opts: &BuildOptions, mut on_found: impl FnMut(&Found)) -> Result<Vec<Found>, ManifestError> {
-    let meta = match std::fs::metadata(dist) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ManifestError::Missing(dist.into())),
-        Err(source) => return Err(ManifestError::Walk { path: dist.into(), source }),
-    };
-    if !meta.is_dir() {
-        return Err(ManifestError::NotADirectory(dist.into()));
-    }
-    let root = dist.canonicalize().map_err(|source| ManifestError::Walk { path: dist.into(), source })?;
-    let exclude = {
-        let mut b = globset::GlobSetBuilder::new();
-        for g in &opts.exclude {
-            // Invalid exclude globs are rejected by the CLI before we get here; skip defensively.
-            if let Ok(g) = globset::Glob::new(g) {
-                b.add(g);
-            }
-        }
-        b.build().unwrap_or_else(|_| globset::GlobSet::empty())
-    };
-
-    let mut found = Vec::new();
-    for entry in walkdir::WalkDir::new(dist).follow_links(false).sort_by_file_name() {
-        let entry = entry.map_err(|e| {
-            let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| dist.into());
-            ManifestError::Walk { path, source: e.into() }
-        })?;
-        if entry.depth() == 0 {
-            continue;
-        }
-        let path = entry.path();
-        let rel = path.strip_prefix(dist).expect("walkdir yields paths under its root");
-        let rel_str = rel.to_str().ok_or_else(|| ManifestError::NonUtf8(path.into()))?;
-        let rel_str = rel_str.replace(std::path::MAIN_SEPARATOR, "/");
-        // At any depth: `admin/.deskew` would make a folder of the store look like a store of
-        // its own (which gc leaves alone), and could carry records into it.
-        if rel_str.split('/').any(|c| c == layout::DESKEW_DIR) {
-            return Err(ManifestError::Reserved(path.into()));
-        }
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            continue;
-        }
-        if exclude.is_match(&rel_str) {
-            continue;
-        }
-        let key = Key::new(rel_str).map_err(|source| ManifestError::BadName { path: path.into(), source })?;
-        let source = if ft.is_symlink() {
-            let target = std::fs::canonicalize(path).map_err(|_| ManifestError::LinkBroken(path.into()))?;
-            if !target.starts_with(&root) {
-                return Err(ManifestError::LinkOutside { link: path.into(), target });
-            }
-            let tmeta = std::fs::metadata(&target).map_err(|source| ManifestError::Read { path: path.into(), source })?;
-            if tmeta.is_dir() {
-                return Err(ManifestError::LinkToDirectory(path.into()));
-            }
-            if !tmeta.is_file() {
-                return Err(ManifestError::NotAFile(path.into()));
-            }
-            target
-        } else if ft.is_file() {
-            path.to_path_buf()
-        } else {
-            return Err(ManifestError::NotAFile(path.into()));
-        };
-        let f = Found { key, source };
-        on_found(&f);
-        found.push(f);
-    }
-    if found.is_empty() {
-        return Err(ManifestError::Empty(dist.into()));
-    }
-    Ok(found)
 }
 
 /// A file's entry, its class decided by `opts.classifier`.

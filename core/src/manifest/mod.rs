@@ -8,6 +8,7 @@
 //! This module is the model; `build.rs` walks a directory and hashes it into one.
 
 mod build;
+mod walk;
 
 use std::sync::Arc;
 

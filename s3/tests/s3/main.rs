@@ -44,6 +44,36 @@ async fn seaweedfs_honours_create_only_writes() {
     assert!(store.capabilities().await.unwrap().create_only, "SeaweedFS refuses a second If-None-Match: * write; the probe must see that");
 }
 
+/// No request checks the bucket on connect, so every call must say what a missing bucket or
+/// refused credentials mean itself: a GET of a missing bucket is not a missing object (the
+/// marker's read would call the store "not a deskew store"), a DELETE of one is not a success.
+#[tokio::test]
+async fn every_call_says_the_store_itself_is_unusable() {
+    deskew_testkit::require!(S3);
+    let key = Key::new(".deskew/store.json").unwrap();
+    let name = deskew_testkit::unique_prefix("missing").to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+    let missing = S3Store::connect(&name, "app", &opts(&endpoint())).await.unwrap();
+    let mut wrong = opts(&endpoint());
+    wrong.static_credentials = Some((deskew_testkit::s3_server().2, "not-the-secret".into()));
+    let refused = S3Store::connect(&deskew_testkit::s3_server().1, "app", &wrong).await.unwrap();
+    for (store, says) in [(&missing, format!("no bucket `{name}`")), (&refused, "check the credentials".into())] {
+        let mut errors = vec![
+            store.get(&key).await.unwrap_err(),
+            store.list(None).await.unwrap_err(),
+            store.list(Some(&deskew_core::layout::releases_dir())).await.unwrap_err(),
+            store.is_empty().await.unwrap_err(),
+            store.delete(&key).await.unwrap_err(),
+        ];
+        // SeaweedFS makes a missing bucket on a PUT; AWS S3 says NoSuchBucket.
+        if std::ptr::eq(store, &refused) {
+            errors.push(store.put(&key, Body::Bytes(Bytes::from_static(b"{}")), &PutOptions::default()).await.unwrap_err());
+        }
+        for err in errors {
+            assert!(matches!(err, StoreError::Unusable { .. }) && err.to_string().contains(&says), "{err}");
+        }
+    }
+}
+
 /// SeaweedFS's listings state each object's MD5 in its ETag, as AWS S3's do for objects written
 /// in one part: what spares publish reading mutable files back (the conformance suite's checks
 /// of that take either branch, so this one pins which branch S3 takes).
@@ -232,6 +262,8 @@ async fn https_endpoint_with_custom_ca() {
     publish_fixture(&store, "v1").await;
     o.ca_bundle = Some(Path::new("/etc/ssl/certs/ca-certificates.crt").into());
     o.max_attempts = 1;
-    let err = S3Store::connect(&bucket, &prefix, &o).await.unwrap_err();
-    assert!(err.to_string().contains("is unreachable"), "{err}");
+    // Nothing is sent on connect: the first call meets the untrusted certificate.
+    let store = S3Store::connect(&bucket, &prefix, &o).await.unwrap();
+    let err = store.list(None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }) && err.to_string().contains("is unreachable"), "{err}");
 }
