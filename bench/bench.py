@@ -32,6 +32,7 @@ import workload  # noqa: E402
 
 DESKEW = os.environ.get("DESKEW", os.path.join(ROOT, "target/release/deskew"))
 PUT_ONLY = os.environ.get("PUT_ONLY", os.path.join(ROOT, "target/release/examples/put_only"))
+HASH_ONLY = os.environ.get("HASH_ONLY", os.path.join(ROOT, "target/release/examples/hash_only"))
 FIXTURE_APP = os.path.join(ROOT, "tests/fixtures/dist/v1")
 SIZES = {"5k": (5000, 250), "50k": (50000, 2000), "smoke": (300, 6)}
 
@@ -272,6 +273,7 @@ def fig_manifest(ctx, size):
     res = interleave(ctx.runs, {
         "deskew manifest": lambda: run([DESKEW, "manifest", dist, "--json", "-q"]),
         "find | xargs sha256sum": lambda: run(["sh", "-c", f"find {dist} -type f -print0 | xargs -0 sha256sum > /dev/null"]),
+        "read+hash bound": lambda: run([HASH_ONLY, dist]),
     }, warm=dist)
     limit = sha_limit()
     d = res["deskew manifest"]["wall_s"]["median"]
