@@ -37,7 +37,8 @@ pub struct S3Store {
 impl S3Store {
     /// Connects to `s3://bucket/prefix`: builds the client and loads the credentials. Nothing is
     /// sent yet: a missing bucket, refused credentials or an endpoint that does not answer are
-    /// said of the store by whichever call meets them first ([`errors::for_call`]). Whether create-only writes really work is found out when first needed, and only when
+    /// said of the store by whichever call meets them first ([`errors::for_call`]). Whether
+    /// create-only writes really work is found out when first needed, and only when
     /// `opts.probe_conditional_writes` (a probe writes); without it they count as unsupported.
     pub async fn connect(bucket: &str, prefix: &str, opts: &S3Options) -> Result<S3Store, StoreError> {
         let url = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
@@ -122,11 +123,13 @@ impl S3Store {
             let put = self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(b"probe")).send().await;
             match put {
                 Ok(_) => continue,
-                Err(e) => match errors::status_and_code(&e) {
-                    (Some(412 | 409), _) => return Ok(Some(true)),
-                    (Some(400 | 501), _) => return Ok(Some(false)),
-                    _ => return Err(self.error(Op::Put, key.as_str(), e)),
-                },
+                Err(e) => {
+                    let (status, code) = errors::status_and_code(&e);
+                    return match probe_answer(status, code.as_deref()) {
+                        Some(honoured) => Ok(Some(honoured)),
+                        None => Err(self.error(Op::Put, key.as_str(), e)),
+                    };
+                }
             }
         }
         Ok(None)
@@ -440,6 +443,19 @@ impl Store for S3Store {
     }
 }
 
+/// What a failed create-only write of the probe says: `Some(true)` the server refused it as a
+/// failed condition, `Some(false)` it rejects the header; `None` an error to report. The probe
+/// may be a command's first call (nothing checks the bucket up front), so a 400 that says the
+/// request was signed for another region is the store's problem, not a rejected header.
+fn probe_answer(status: Option<u16>, code: Option<&str>) -> Option<bool> {
+    match (status, code) {
+        (Some(412 | 409), _) => Some(true),
+        (Some(400), Some("AuthorizationHeaderMalformed")) => None,
+        (Some(400 | 501), _) => Some(false),
+        _ => None,
+    }
+}
+
 /// The MD5 an ETag states: 32 hex digits, quoted or not (a multipart upload's has a `-N`).
 fn etag_md5(etag: &str) -> Option<[u8; 16]> {
     let hex = etag.trim_matches('"');
@@ -449,7 +465,24 @@ fn etag_md5(etag: &str) -> Option<[u8; 16]> {
 
 #[cfg(test)]
 mod tests {
-    use super::etag_md5;
+    use super::{etag_md5, probe_answer};
+
+    /// The probe can be a command's first request: a wrong region, refused credentials or a
+    /// missing bucket must be reported, never read as "this server ignores create-only writes"
+    /// (which would make gc refuse the store for a reason that is not true).
+    #[test]
+    fn only_a_refused_header_makes_the_probe_say_no() {
+        assert_eq!(probe_answer(Some(412), Some("PreconditionFailed")), Some(true));
+        assert_eq!(probe_answer(Some(409), Some("ConditionalRequestConflict")), Some(true));
+        assert_eq!(probe_answer(Some(501), Some("NotImplemented")), Some(false));
+        assert_eq!(probe_answer(Some(400), Some("InvalidArgument")), Some(false));
+        for (status, code) in
+            [(400, "AuthorizationHeaderMalformed"), (403, "SignatureDoesNotMatch"), (404, "NoSuchBucket"), (301, "PermanentRedirect"), (500, "InternalError")]
+        {
+            assert_eq!(probe_answer(Some(status), Some(code)), None, "{status} {code}");
+        }
+        assert_eq!(probe_answer(None, None), None, "no answer");
+    }
 
     #[test]
     fn only_an_etag_of_32_hex_digits_states_an_md5() {
