@@ -1,18 +1,17 @@
 //! The benchmarks' bound for a manifest: a program that only reads and hashes every file of a
 //! directory (unsorted, no checks, no classes, no output but a count), on every core while the
-//! walk goes on, through the same `sha2` and the same 256 KiB buffer per thread as deskew. What
+//! walk goes on, through deskew's own hashing function and its 256 KiB buffer per thread. What
 //! it takes is what reading and hashing the bytes costs here (the kernel's copy out of the page
 //! cache included); `deskew manifest` is measured against it, beside `openssl speed`'s
 //! hashing-only limit.
 //!
 //!     cargo run --release -p deskew-core --example hash_only -- DIR
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sha2::{Digest, Sha256};
+use deskew_core::digest::hash_reader_with;
 
 /// Files found so far, the next to hash, and whether the walk is over.
 #[derive(Default)]
@@ -55,15 +54,8 @@ fn hash_files(queue: &Queue) -> usize {
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0;
     while let Some(path) = queue.next() {
-        let mut file = std::fs::File::open(&path).expect("open a file");
-        let mut h = Sha256::new();
-        loop {
-            match file.read(&mut buf).expect("read a file") {
-                0 => break,
-                got => h.update(&buf[..got]),
-            }
-        }
-        std::hint::black_box(h.finalize());
+        let file = std::fs::File::open(&path).expect("open a file");
+        std::hint::black_box(hash_reader_with(file, &mut buf).expect("read a file"));
         n += 1;
     }
     n

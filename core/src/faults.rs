@@ -35,6 +35,9 @@ pub struct Faults {
     /// Publish takes a mutable file as unchanged whenever a listing states any MD5 for it,
     /// instead of only when it is the MD5 of the build's bytes.
     pub trust_listed_md5: bool,
+    /// Gc deletes on the plan alone: it does not list the records again before each group of
+    /// deletes, so a publish that registered after gc's listing loses the files it shares.
+    pub skip_new_records_check: bool,
 }
 
 impl Faults {
@@ -54,6 +57,7 @@ impl Faults {
             ("ignore_serving", Faults { ignore_serving: true, ..none }),
             ("fresh_preread", Faults { fresh_preread: true, ..none }),
             ("trust_listed_md5", Faults { trust_listed_md5: true, ..none }),
+            ("skip_new_records_check", Faults { skip_new_records_check: true, ..none }),
         ]
     }
 }

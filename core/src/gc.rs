@@ -313,7 +313,7 @@ async fn run_locked(
     let seen: HashSet<Key> = snap.records.iter().map(|r| layout::record_key(&r.release)).collect();
     let files = run.report.plan.files.clone();
     for batch in files.chunks(opts.batch.max(1) * PARALLEL_DELETES) {
-        let protected = new_records_files(store, &seen).await?;
+        let protected = if opts.faults.skip_new_records_check { HashSet::new() } else { new_records_files(store, &seen).await? };
         let (spared, doomed): (Vec<_>, Vec<_>) = batch.iter().partition(|d| protected.contains(&d.key));
         run.report.spared.extend(spared.into_iter().map(|d| d.key.clone()));
         let keys: Vec<(Key, u64)> = doomed.into_iter().map(|d| (d.key.clone(), d.size)).collect();

@@ -60,7 +60,9 @@ pub fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) ->
 pub struct Place {
     /// `s3://bucket/prefix`.
     pub url: String,
+    /// The bucket's name.
     pub bucket: String,
+    /// The endpoint requests go to.
     pub endpoint: String,
 }
 

@@ -21,11 +21,9 @@ use crate::errors::{self, S3Error};
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
-    bucket: String,
     /// `""` or `"app/"`.
     prefix: String,
-    url: String,
-    /// The url, bucket and endpoint, for errors that are the store's.
+    /// The url, bucket and endpoint (for errors that are the store's).
     place: errors::Place,
     /// Whether create-only writes really work: probed on first need, if probing is allowed.
     create_only: std::sync::Arc<tokio::sync::OnceCell<bool>>,
@@ -46,10 +44,8 @@ impl S3Store {
         config::check_credentials(&url, &built).await?;
         let store = S3Store {
             client: built.client,
-            bucket: bucket.into(),
             prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
-            place: errors::Place { url: url.clone(), bucket: bucket.into(), endpoint: built.endpoint.clone() },
-            url: url.clone(),
+            place: errors::Place { url, bucket: bucket.into(), endpoint: built.endpoint },
             create_only: Default::default(),
             probe: opts.probe_conditional_writes,
             multipart_threshold: opts.multipart_threshold.max(5 * 1024 * 1024),
@@ -80,9 +76,9 @@ impl S3Store {
 
     /// A GET of `key`, its body not yet read.
     async fn get_object(&self, key: &Key) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StoreError> {
-        match self.client.get_object().bucket(&self.bucket).key(self.full(key)).send().await {
+        match self.client.get_object().bucket(&self.place.bucket).key(self.full(key)).send().await {
             Ok(o) => Ok(o),
-            Err(e) if errors::is_not_found(&e) => Err(StoreError::NotFound { store: self.url.clone(), key: key.to_string() }),
+            Err(e) if errors::is_not_found(&e) => Err(StoreError::NotFound { store: self.place.url.clone(), key: key.to_string() }),
             Err(e) => Err(self.error(Op::Get, key.as_str(), e)),
         }
     }
@@ -104,12 +100,12 @@ impl S3Store {
                 let nonce = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
                 let own = Key::new(format!(".deskew/{}cas-{nonce}", deskew_core::layout::TMP_PREFIX)).expect("valid probe key");
                 let verdict = self.create_twice(&own).await;
-                let _ = self.client.delete_object().bucket(&self.bucket).key(self.full(&own)).send().await;
+                let _ = self.client.delete_object().bucket(&self.place.bucket).key(self.full(&own)).send().await;
                 verdict?.unwrap_or(false)
             }
         };
         if !verdict {
-            let _ = self.client.delete_object().bucket(&self.bucket).key(self.full(&shared)).send().await;
+            let _ = self.client.delete_object().bucket(&self.place.bucket).key(self.full(&shared)).send().await;
         }
         Ok(verdict)
     }
@@ -120,7 +116,7 @@ impl S3Store {
     async fn create_twice(&self, key: &Key) -> Result<Option<bool>, StoreError> {
         let full = self.full(key);
         for _ in 0..2 {
-            let put = self.client.put_object().bucket(&self.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(b"probe")).send().await;
+            let put = self.client.put_object().bucket(&self.place.bucket).key(&full).if_none_match("*").body(ByteStream::from_static(b"probe")).send().await;
             match put {
                 Ok(_) => continue,
                 Err(e) => {
@@ -138,7 +134,7 @@ impl S3Store {
     /// The whole file if it is no larger than the multipart threshold (decided by what is read,
     /// not by a size read earlier: a file that shrank or grew is judged by its bytes).
     async fn read_small(&self, key: &Key, path: &Path) -> Result<Option<Bytes>, StoreError> {
-        let io = |e: std::io::Error| StoreError::backend(Op::Put, &self.url, key.as_str(), e);
+        let io = |e: std::io::Error| StoreError::backend(Op::Put, &self.place.url, key.as_str(), e);
         let file = tokio::fs::File::open(path).await.map_err(io)?;
         let mut buf = Vec::new();
         file.take(self.multipart_threshold + 1).read_to_end(&mut buf).await.map_err(io)?;
@@ -147,8 +143,8 @@ impl S3Store {
 
     async fn put_multipart(&self, key: &Key, path: &Path, opts: &PutOptions) -> Result<(), StoreError> {
         let full = self.full(key);
-        let io = |e: std::io::Error| StoreError::backend(Op::Put, &self.url, key.as_str(), e);
-        let mut create = self.client.create_multipart_upload().bucket(&self.bucket).key(&full);
+        let io = |e: std::io::Error| StoreError::backend(Op::Put, &self.place.url, key.as_str(), e);
+        let mut create = self.client.create_multipart_upload().bucket(&self.place.bucket).key(&full);
         if let Some(ct) = &opts.content_type {
             create = create.content_type(ct);
         }
@@ -175,7 +171,7 @@ impl S3Store {
                 let part = self
                     .client
                     .upload_part()
-                    .bucket(&self.bucket)
+                    .bucket(&self.place.bucket)
                     .key(&full)
                     .upload_id(&upload_id)
                     .part_number(number)
@@ -192,26 +188,26 @@ impl S3Store {
             let actual = hex::encode(hasher.finalize());
             if let Some(expected) = &opts.sha256 {
                 if *expected != actual {
-                    return Err(StoreError::Checksum { store: self.url.clone(), key: key.to_string(), expected: expected.clone(), actual });
+                    return Err(StoreError::Checksum { store: self.place.url.clone(), key: key.to_string(), expected: expected.clone(), actual });
                 }
             }
             let mut complete = self
                 .client
                 .complete_multipart_upload()
-                .bucket(&self.bucket)
+                .bucket(&self.place.bucket)
                 .key(&full)
                 .upload_id(&upload_id)
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
             if opts.mode == PutMode::Create && self.create_only().await? {
                 complete = complete.if_none_match("*");
             }
-            WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str())?;
+            WriteGuard::check(opts.guard.as_ref(), &self.place.url, key.as_str())?;
             complete.send().await.map_err(|e| self.put_error(key, opts, e))?;
             Ok(())
         }
         .await;
         if result.is_err() {
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload_id).send().await;
+            let _ = self.client.abort_multipart_upload().bucket(&self.place.bucket).key(&full).upload_id(&upload_id).send().await;
         }
         result
     }
@@ -221,7 +217,7 @@ impl S3Store {
         E: std::error::Error + Send + Sync + 'static + aws_sdk_s3::error::ProvideErrorMetadata,
     {
         if opts.mode == PutMode::Create && matches!(errors::status_and_code(&e).0, Some(412 | 409)) {
-            return StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() };
+            return StoreError::AlreadyExists { store: self.place.url.clone(), key: key.to_string() };
         }
         self.error(Op::Put, key.as_str(), e)
     }
@@ -260,7 +256,7 @@ impl aws_sdk_s3::config::Intercept for SignedPayload {
 #[async_trait]
 impl Store for S3Store {
     fn url(&self) -> &str {
-        &self.url
+        &self.place.url
     }
 
     async fn capabilities(&self) -> Result<Capabilities, StoreError> {
@@ -279,14 +275,14 @@ impl Store for S3Store {
         if let Some(expected) = &opts.sha256 {
             let actual = deskew_core::digest::sha256_hex(&bytes);
             if *expected != actual {
-                return Err(StoreError::Checksum { store: self.url.clone(), key: key.to_string(), expected: expected.clone(), actual });
+                return Err(StoreError::Checksum { store: self.place.url.clone(), key: key.to_string(), expected: expected.clone(), actual });
             }
         }
         let create_only = opts.mode == PutMode::Create && self.create_only().await?;
         if opts.mode == PutMode::Create && !create_only {
             // Best effort on servers without conditional writes: not atomic, documented.
-            match self.client.head_object().bucket(&self.bucket).key(self.full(key)).send().await {
-                Ok(_) => return Err(StoreError::AlreadyExists { store: self.url.clone(), key: key.to_string() }),
+            match self.client.head_object().bucket(&self.place.bucket).key(self.full(key)).send().await {
+                Ok(_) => return Err(StoreError::AlreadyExists { store: self.place.url.clone(), key: key.to_string() }),
                 Err(e) if errors::is_not_found(&e) => {}
                 Err(e) => return Err(self.error(Op::Put, key.as_str(), e)),
             }
@@ -294,7 +290,7 @@ impl Store for S3Store {
         // The body's sha256 is known here when the caller gave one (it was just checked), so the
         // request is signed with it instead of the SDK hashing the body a second time.
         let signed_with = opts.sha256.clone();
-        let mut req = self.client.put_object().bucket(&self.bucket).key(self.full(key)).body(ByteStream::from(bytes));
+        let mut req = self.client.put_object().bucket(&self.place.bucket).key(self.full(key)).body(ByteStream::from(bytes));
         if let Some(ct) = &opts.content_type {
             req = req.content_type(ct);
         }
@@ -307,7 +303,7 @@ impl Store for S3Store {
         if create_only {
             req = req.if_none_match("*");
         }
-        WriteGuard::check(opts.guard.as_ref(), &self.url, key.as_str())?;
+        WriteGuard::check(opts.guard.as_ref(), &self.place.url, key.as_str())?;
         let mut req = req.customize();
         if let Some(sha) = signed_with {
             req = req.interceptor(SignedPayload(sha));
@@ -327,7 +323,7 @@ impl Store for S3Store {
         let mut data = Vec::with_capacity(expected.min(64 << 20));
         let mut body = out.body;
         while let Some(chunk) = body.next().await {
-            data.extend_from_slice(&chunk.map_err(|e| S3Error::other(e).into_store(&self.url, Op::Get, key.as_str()))?);
+            data.extend_from_slice(&chunk.map_err(|e| S3Error::other(e).into_store(&self.place.url, Op::Get, key.as_str()))?);
         }
         data.shrink_to_fit(); // a no-op unless the server's length was wrong
         Ok(Bytes::from(data))
@@ -335,7 +331,7 @@ impl Store for S3Store {
 
     async fn get_chunks(&self, key: &Key) -> Result<Chunks, StoreError> {
         let body = self.get_object(key).await?.body;
-        let (url, key) = (self.url.clone(), key.to_string());
+        let (url, key) = (self.place.url.clone(), key.to_string());
         let chunks = futures::stream::unfold(body, |mut body| async move { body.next().await.map(|chunk| (chunk, body)) });
         Ok(Box::pin(chunks.map(move |chunk| chunk.map_err(|e| S3Error::other(e).into_store(&url, Op::Get, &key)))))
     }
@@ -350,7 +346,7 @@ impl Store for S3Store {
         let out = self
             .client
             .list_objects_v2()
-            .bucket(&self.bucket)
+            .bucket(&self.place.bucket)
             .prefix(&self.prefix)
             .max_keys(100)
             .send()
@@ -369,7 +365,7 @@ impl Store for S3Store {
             None => self.prefix.clone(),
         };
         let mut out = Listing::default();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
+        let mut pages = self.client.list_objects_v2().bucket(&self.place.bucket).prefix(&full_prefix).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error(Op::List, &full_prefix, e))?;
             for obj in page.contents() {
@@ -397,7 +393,7 @@ impl Store for S3Store {
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.client
             .delete_object()
-            .bucket(&self.bucket)
+            .bucket(&self.place.bucket)
             .key(self.full(key))
             .send()
             .await
@@ -408,13 +404,13 @@ impl Store for S3Store {
     async fn delete_many(&self, keys: &[Key], guard: Option<&WriteGuard>) -> Vec<Result<(), StoreError>> {
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(1000) {
-            if WriteGuard::check(guard, &self.url, chunk[0].as_str()).is_err() {
-                results.extend(chunk.iter().map(|k| Err(StoreError::GuardFailed { store: self.url.clone(), key: k.to_string() })));
+            if WriteGuard::check(guard, &self.place.url, chunk[0].as_str()).is_err() {
+                results.extend(chunk.iter().map(|k| Err(StoreError::GuardFailed { store: self.place.url.clone(), key: k.to_string() })));
                 continue;
             }
             let ids: Vec<ObjectIdentifier> = chunk.iter().map(|k| ObjectIdentifier::builder().key(self.full(k)).build().expect("key is set")).collect();
             let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().expect("objects are set");
-            let request = self.client.delete_objects().bucket(&self.bucket).delete(delete);
+            let request = self.client.delete_objects().bucket(&self.place.bucket).delete(delete);
             let sent = if guard.is_some() { request.customize().config_override(guarded()).send().await } else { request.send().await };
             match sent {
                 Ok(out) => {
@@ -427,14 +423,14 @@ impl Store for S3Store {
                     for k in chunk {
                         results.push(match failed.get(&self.full(k)) {
                             None => Ok(()),
-                            Some(why) => Err(S3Error::reported(why.trim()).into_store(&self.url, Op::Delete, k.as_str())),
+                            Some(why) => Err(S3Error::reported(why.trim()).into_store(&self.place.url, Op::Delete, k.as_str())),
                         });
                     }
                 }
                 Err(e) => {
                     let why = errors::describe(&e);
                     for k in chunk {
-                        results.push(Err(S3Error::reported(why.clone()).into_store(&self.url, Op::Delete, k.as_str())));
+                        results.push(Err(S3Error::reported(why.clone()).into_store(&self.place.url, Op::Delete, k.as_str())));
                     }
                 }
             }
