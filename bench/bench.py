@@ -94,16 +94,20 @@ def pss_rss(pids):
 
 
 def run_sampled(argv, env=None, cwd=None):
-    """Runs argv capturing stdout, sampling the PSS and RSS sums of its process tree every 250 ms."""
+    """Runs argv capturing stdout and stderr, sampling the PSS and RSS sums of its process tree
+    every 250 ms. Stderr goes to a file, so a chatty child cannot fill a pipe nobody reads."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    peak_pss = peak_rss = 0
-    while p.poll() is None:
-        pss, rss = pss_rss(tree(p.pid))
-        peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
-        time.sleep(0.25)
-    out = p.stdout.read()
-    return {"wall_s": time.perf_counter() - t0, "peak_pss_bytes": peak_pss, "peak_tree_rss_bytes": peak_rss, "code": p.returncode, "stdout": out.decode()}
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=err)
+        peak_pss = peak_rss = 0
+        while p.poll() is None:
+            pss, rss = pss_rss(tree(p.pid))
+            peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+            time.sleep(0.25)
+        out = p.stdout.read()
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    return {"wall_s": time.perf_counter() - t0, "peak_pss_bytes": peak_pss, "peak_tree_rss_bytes": peak_rss, "code": p.returncode, "stdout": out.decode(), "stderr": stderr}
 
 
 def summary(values):
@@ -418,10 +422,18 @@ def puppeteer(url, c, duration):
     return ["node", os.path.join(HERE, "puppeteer/probe.mjs"), url, str(c), str(duration), shutil.which("chromium") or "/usr/bin/chromium"]
 
 
-def probe_numbers(argv, parse):
-    r = run_sampled(argv)
-    if r["code"] not in (0, 1):
-        raise SystemExit(f"`{' '.join(argv)}` exited {r['code']}")
+def probe_numbers(argv, parse, attempts=1):
+    """Runs a probe for its numbers. Exit 0 is a verdict of no failed load and 1 of some (the
+    parser rejects those); anything else, or no result on stdout, is a crash. A crash is retried
+    `attempts - 1` times, showing its stderr each time, and then stops the benchmark."""
+    for attempt in range(1, attempts + 1):
+        r = run_sampled(argv)
+        if r["code"] in (0, 1) and r["stdout"].strip():
+            break
+        why = f"`{' '.join(argv)}` exited {r['code']} with no result; its stderr:\n{r['stderr'][-3000:]}"
+        if attempt == attempts:
+            raise SystemExit(why)
+        log(f"    {why}\n    (attempt {attempt} of {attempts}: running it again)")
     loads, requests, elapsed = parse(r["stdout"])
     return {"loads_per_s": loads / elapsed, "requests_per_s": requests / elapsed, "loads": loads, "peak_pss_bytes": r["peak_pss_bytes"], "peak_tree_rss_bytes": r["peak_tree_rss_bytes"]}
 
@@ -466,7 +478,7 @@ def fig_probe_http(ctx, _size):
     def contenders(pods, c, d):
         return {
             "deskew probe": lambda: probe_numbers([DESKEW, "probe", pods.url, "--concurrency", str(c), "--duration", f"{d}s", "--json", "-q"], parse_deskew),
-            "Puppeteer reference": lambda: probe_numbers(puppeteer(pods.url, c, d), parse_puppeteer),
+            "Puppeteer reference": lambda: probe_numbers(puppeteer(pods.url, c, d), parse_puppeteer, attempts=2),
             "wrk (Connection: close)": lambda: wrk_run(pods.url, pods.paths, c, d),
         }
 
@@ -478,7 +490,7 @@ def fig_probe_browser(ctx, _size):
     def contenders(pods, c, d):
         return {
             "deskew probe --mode browser": lambda: probe_numbers([DESKEW, "probe", pods.url, "--mode", "browser", "--concurrency", str(c), "--duration", f"{d}s", "--json", "-q"], parse_deskew),
-            "Puppeteer reference": lambda: probe_numbers(puppeteer(pods.url, c, d), parse_puppeteer),
+            "Puppeteer reference": lambda: probe_numbers(puppeteer(pods.url, c, d), parse_puppeteer, attempts=2),
         }
 
     _, out = probe_figure(ctx, [1, 4, 8], contenders, lambda c: c == 1)

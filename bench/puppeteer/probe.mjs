@@ -2,12 +2,16 @@
 // CONCURRENCY workers each load URL in a fresh incognito context with the cache disabled,
 // wait for `networkidle0` (no request for 500 ms, as deskew's default --idle 500), count a load
 // failed on any response >= 400, failed request, page error or console error, close the context,
-// and start again until DURATION seconds have passed. Prints one JSON line to stdout.
+// and start again until DURATION seconds have passed. Prints one JSON line to stdout and exits 0
+// when no load failed, 1 when some did; anything that stops it (Chromium would not start, a lost
+// CDP connection) goes to stderr with exit 2, so a crash is never read as a verdict.
 //
 //   node bench/puppeteer/probe.mjs URL CONCURRENCY DURATION_S [CHROMIUM]
 import puppeteer from "puppeteer-core";
 
 const [url, concurrency = "1", duration = "10", executablePath = "/usr/bin/chromium"] = process.argv.slice(2);
+process.on("uncaughtException", (e) => { console.error(e); process.exit(2); });
+process.on("unhandledRejection", (e) => { console.error(e); process.exit(2); });
 const browser = await puppeteer.launch({
   executablePath,
   headless: true,
@@ -31,7 +35,7 @@ async function loadOnce() {
   } catch (e) {
     errors.push(String(e));
   } finally {
-    await context.close();
+    await context.close().catch((e) => errors.push(`close ${e}`));
   }
   loads++;
   if (errors.length) failed++;
@@ -44,3 +48,4 @@ await Promise.all(Array.from({ length: Number(concurrency) }, async () => {
 const elapsed = (Date.now() - t0) / 1000;
 await browser.close();
 console.log(JSON.stringify({ loads, failed, requests, elapsed_s: elapsed, loads_per_s: loads / elapsed }));
+process.exitCode = failed ? 1 : 0;
