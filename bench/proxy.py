@@ -13,9 +13,13 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 counts = {}
-LOG = os.environ.get("PROXY_LOG")  # every request line appended here, for looking into counts
+# Added before forwarding each request, to stand in for a store across a network (an S3 region
+# is 10-50 ms away from a CI runner; loopback is 0.1 ms).
+DELAY_S = float(os.environ.get("PROXY_DELAY_MS", "0")) / 1000
+LOG = os.environ.get("PROXY_LOG")  # every request line appended here (after its Unix time), for looking into counts
 
 
 async def pipe(reader, writer):
@@ -33,6 +37,8 @@ async def forward_requests(reader, writer, out):
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
+            if DELAY_S:
+                await asyncio.sleep(DELAY_S)
             writer.write(head)
             lines = head.decode("latin-1").split("\r\n")
             method = lines[0].split(" ", 1)[0]
@@ -40,7 +46,7 @@ async def forward_requests(reader, writer, out):
             counts[method] = counts.get(method, 0) + 1
             if LOG:
                 with open(LOG, "a") as f:
-                    f.write(lines[0] + "\n")
+                    f.write(f"{time.time():.4f} {lines[0]}\n")
             with open(out, "w") as f:
                 json.dump(counts, f)
             if headers.get("transfer-encoding", "").lower() == "chunked":

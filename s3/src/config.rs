@@ -43,6 +43,11 @@ pub struct S3Options {
     /// Fixed credentials instead of the standard chain (tests; the CLI never takes secrets on
     /// its command line).
     pub static_credentials: Option<(String, String)>,
+    /// Keys asked for per listing page (`max-keys`; 1,000, the most S3 returns). A listing
+    /// given hints ([`Store::list_hinted`]) is split every three quarters of a page of them.
+    ///
+    /// [`Store::list_hinted`]: deskew_core::store::Store::list_hinted
+    pub list_page: u16,
 }
 
 impl Default for S3Options {
@@ -59,6 +64,7 @@ impl Default for S3Options {
             part_size: 8 * 1024 * 1024,
             probe_conditional_writes: true,
             static_credentials: None,
+            list_page: 1000,
         }
     }
 }

@@ -9,8 +9,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::Bytes;
 use deskew_core::Key;
+use deskew_core::store::split::{self, Part};
 use deskew_core::store::{Body, Capabilities, Chunks, Listing, ListingProblem, ObjectMeta, Op, PutMode, PutOptions, Store, StoreError, WriteGuard};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
@@ -30,7 +31,11 @@ pub struct S3Store {
     probe: bool,
     multipart_threshold: u64,
     part_size: u64,
+    list_page: u16,
 }
+
+/// How many parts of a hinted listing are fetched at once.
+const LIST_PARTS_AT_ONCE: usize = 4;
 
 impl S3Store {
     /// Connects to `s3://bucket/prefix`: builds the client and loads the credentials. Nothing is
@@ -50,6 +55,7 @@ impl S3Store {
             probe: opts.probe_conditional_writes,
             multipart_threshold: opts.multipart_threshold.max(5 * 1024 * 1024),
             part_size: opts.part_size.max(5 * 1024 * 1024),
+            list_page: opts.list_page.clamp(1, 1000),
         };
         Ok(store)
     }
@@ -72,6 +78,36 @@ impl S3Store {
 
     fn full(&self, key: &Key) -> String {
         format!("{}{}", self.prefix, key)
+    }
+
+    /// The objects under `prefix` in `part`, page after page until the part's end.
+    async fn list_part(&self, prefix: Option<&Key>, part: &Part) -> Result<Listing, StoreError> {
+        let full_prefix = match prefix {
+            Some(p) => format!("{}{}/", self.prefix, p),
+            None => self.prefix.clone(),
+        };
+        let mut request = self.client.list_objects_v2().bucket(&self.place.bucket).prefix(&full_prefix).max_keys(i32::from(self.list_page));
+        if let Some(after) = &part.after {
+            request = request.start_after(self.full(after));
+        }
+        let mut out = Listing::default();
+        let mut pages = request.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error(Op::List, &full_prefix, e))?;
+            let mut past = false;
+            for obj in page.contents() {
+                let Some(name) = obj.key() else { continue };
+                let rel = name.strip_prefix(&self.prefix).unwrap_or(name);
+                past |= part.is_past(rel);
+                if part.holds(rel) {
+                    listed(&mut out, rel, obj);
+                }
+            }
+            if past {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// A GET of `key`, its body not yet read.
@@ -360,34 +396,30 @@ impl Store for S3Store {
     }
 
     async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
-        let full_prefix = match prefix {
-            Some(p) => format!("{}{}/", self.prefix, p),
-            None => self.prefix.clone(),
-        };
-        let mut out = Listing::default();
-        let mut pages = self.client.list_objects_v2().bucket(&self.place.bucket).prefix(&full_prefix).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error(Op::List, &full_prefix, e))?;
-            for obj in page.contents() {
-                let Some(name) = obj.key() else { continue };
-                let rel = name.strip_prefix(&self.prefix).unwrap_or(name);
-                // Zero-byte "folder" markers made by consoles are not objects of ours.
-                if rel.ends_with('/') && obj.size().unwrap_or(0) == 0 {
-                    continue;
-                }
-                let key = match Key::new(rel) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        out.problems.push(ListingProblem { name: rel.into(), why: format!("is not a valid path: {e}") });
-                        continue;
-                    }
-                };
-                let modified = obj.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH);
-                let md5 = obj.e_tag().and_then(etag_md5);
-                out.objects.push(ObjectMeta { key, size: obj.size().unwrap_or(0).max(0) as u64, modified, md5 });
-            }
+        self.list_part(prefix, &Part { after: None, upto: None }).await
+    }
+
+    /// The parts fetched 4 at a time: 50 pages one after another are the longest step of a
+    /// publish that changes nothing at 50,000 files (with the store 20 ms away: 2.8 → 1.9 s).
+    /// More at once gained nothing there and cost 15% with the server on the same two cores.
+    async fn list_hinted(&self, prefix: Option<&Key>, hints: &[Key]) -> Result<Listing, StoreError> {
+        let parts = split::parts(prefix, hints, usize::from(self.list_page) * 3 / 4);
+        if parts.len() == 1 {
+            return self.list(prefix).await;
         }
-        Ok(out)
+        let listings: Vec<Listing> =
+            futures::stream::iter(parts).map(|p| async move { self.list_part(prefix, &p).await }).buffer_unordered(LIST_PARTS_AT_ONCE).try_collect().await?;
+        let mut out = Listing::default();
+        for l in listings {
+            out.objects.extend(l.objects);
+            out.problems.extend(l.problems);
+        }
+        if split::all_met(prefix, hints, &out.objects) {
+            return Ok(out);
+        }
+        // A hinted key unseen: missing, or skipped by a server that does not order keys byte by
+        // byte. The plain listing, page after page, is exact on any server.
+        self.list(prefix).await
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
@@ -457,6 +489,24 @@ fn etag_md5(etag: &str) -> Option<[u8; 16]> {
     let hex = etag.trim_matches('"');
     let mut out = [0u8; 16];
     (hex.len() == 32 && hex::decode_to_slice(hex, &mut out).is_ok()).then_some(out)
+}
+
+/// Adds a listed object to `out`: an object, a problem, or nothing for a console's folder marker.
+fn listed(out: &mut Listing, rel: &str, obj: &aws_sdk_s3::types::Object) {
+    // Zero-byte "folder" markers made by consoles are not objects of ours.
+    if rel.ends_with('/') && obj.size().unwrap_or(0) == 0 {
+        return;
+    }
+    let key = match Key::new(rel) {
+        Ok(k) => k,
+        Err(e) => {
+            out.problems.push(ListingProblem { name: rel.into(), why: format!("is not a valid path: {e}") });
+            return;
+        }
+    };
+    let modified = obj.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH);
+    let md5 = obj.e_tag().and_then(etag_md5);
+    out.objects.push(ObjectMeta { key, size: obj.size().unwrap_or(0).max(0) as u64, modified, md5 });
 }
 
 #[cfg(test)]

@@ -336,7 +336,10 @@ impl Preread {
         let listing = match release {
             // Only a shortcut: if it fails, the publish lists the store itself when it needs to
             // (a build whose content differs needs no listing, and gets its own error).
-            Some(r) if catalog.problems.is_empty() && plan::is_newest_complete(&catalog.records, r) => store.list(None).await.ok().map(|l| (r.clone(), l)),
+            Some(r) if catalog.problems.is_empty() && plan::is_newest_complete(&catalog.records, r) => {
+                let own = catalog.get(r).expect("the newest complete release is listed");
+                list_for(store, own).await.ok().map(|l| (r.clone(), l))
+            }
             _ => None,
         };
         Ok(Some(Preread { skew: marker.max_clock_skew(), read_at, lease_before, catalog, listing }))
@@ -461,7 +464,7 @@ pub async fn publish_after(
 async fn unchanged(ctx: &Ctx<'_>, own: &ReleaseRecord, listing: Option<crate::store::Listing>, report: &mut PublishReport) -> Result<bool, PublishError> {
     let listing = match listing {
         Some(l) => l,
-        None => ctx.store.list(None).await?,
+        None => list_for(ctx.store, own).await?,
     };
     note_problems(report, &listing);
     if !plan::missing(own, &plan::sizes(&listing.objects)).is_empty() {
@@ -587,6 +590,15 @@ async fn dry_run(ctx: &Ctx<'_>, record: &ReleaseRecord, vouched: &HashSet<Key>, 
     count_uploads(report, &needed);
     report.outcome = Outcome::DryRun;
     Ok(())
+}
+
+/// The whole store listed for a release expected whole: split at its record and files
+/// ([`Store::list_hinted`]), so on S3 the pages are fetched at once. Every one of them is
+/// listed if stored; objects of other releases may be missing on a server that orders keys
+/// otherwise, and nothing here looks at those.
+async fn list_for(store: &dyn Store, record: &ReleaseRecord) -> Result<crate::store::Listing, StoreError> {
+    let hints: Vec<Key> = std::iter::once(layout::record_key(&record.release)).chain(record.stored_files().map(|(k, _)| k)).collect();
+    store.list_hinted(None, &hints).await
 }
 
 /// Warns about what a listing found that is not a usable key (once, if two listings find it).
@@ -787,7 +799,7 @@ async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, size: u64, report: &
 async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseRecord, size: u64, report: &mut PublishReport) -> Result<(), PublishError> {
     // Always a listing here, whatever the records say: a file deleted outside deskew (a bucket
     // lifecycle rule, a hand) is found and put back before the record says `complete`.
-    let listing = ctx.store.list(None).await?;
+    let listing = list_for(ctx.store, record).await?;
     note_problems(report, &listing);
     // Still ours (same content): a record of another size is read back and compared. Gone or
     // dropping (a gc while this publish stalled) is fine: what it lists is put back below.
@@ -823,7 +835,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
 
 /// Step 5 on a store where no gc can run.
 async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
-    let listing = ctx.store.list(None).await?;
+    let listing = list_for(ctx.store, record).await?;
     let mut missing = plan::missing(record, &plan::sizes(&listing.objects));
     let listed = plan::listed_md5s(record, &listing.objects);
     drop(listing);

@@ -23,6 +23,7 @@
 
 pub mod fs;
 pub mod memory;
+pub mod split;
 pub mod url;
 
 use std::fmt;
@@ -301,6 +302,19 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Every object under `prefix` (the whole store for `None`), in no particular order, and
     /// the entries that cannot be keys.
     async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError>;
+
+    /// [`Store::list`], given keys the caller expects the store to hold (`hints`, in any order:
+    /// the files of a release it has read). A backend that lists in pages may split the key
+    /// space at them and fetch the parts at once. Every hinted key under `prefix` that the store
+    /// holds is in the result, as `list(prefix)` would show it, and nothing it does not hold.
+    /// Objects the hints do not name are listed as they are met: all of them on a server that
+    /// orders keys byte by byte, as S3 promises; one that does not (SeaweedFS orders a folder
+    /// `v1/` before the file `v1.json`) may miss some. So any hints are safe: none, wrong ones,
+    /// keys outside `prefix`. The default ignores them.
+    async fn list_hinted(&self, prefix: Option<&Key>, hints: &[Key]) -> Result<Listing, StoreError> {
+        let _ = hints;
+        self.list(prefix).await
+    }
 
     /// Whether the store holds anything at all (cheaper than a listing on most backends).
     async fn is_empty(&self) -> Result<bool, StoreError> {

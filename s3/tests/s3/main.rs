@@ -37,6 +37,22 @@ async fn publish_fixture(store: &dyn Store, version: &str) -> Manifest {
     m
 }
 
+/// A listing given hints fetches its parts at once ([`Store::list_hinted`]): on a store of a few
+/// dozen keys, pages of 2 and 4 keys make parts of one to several pages each, so every way a
+/// part can start and end on a real server is met (`start-after`, then continuation tokens).
+/// SeaweedFS lists folder by folder (`.deskew/releases/v1/index.html` before `v1.json`), so a
+/// part starting after `v1.json` skips a hinted key: the plain listing must take over.
+#[tokio::test]
+async fn a_hinted_listing_in_small_pages_is_the_listing() {
+    deskew_testkit::require!(S3);
+    for page in [2, 4] {
+        let (_, bucket, _, _) = deskew_testkit::s3_server();
+        let small = S3Options { list_page: page, ..opts(&endpoint()) };
+        let store = S3Store::connect(&bucket, &deskew_testkit::unique_prefix("hinted"), &small).await.unwrap();
+        deskew_testkit::conformance::a_hinted_listing_shows_every_hinted_key(&store).await;
+    }
+}
+
 #[tokio::test]
 async fn seaweedfs_honours_create_only_writes() {
     deskew_testkit::require!(S3);

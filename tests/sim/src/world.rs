@@ -29,6 +29,7 @@ use bytes::Bytes;
 use deskew_core::host::{BoxFuture, Host};
 use deskew_core::key::Key;
 use deskew_core::store::memory::MemStore;
+use deskew_core::store::split::{self, Part};
 use deskew_core::store::{Body, Capabilities, Listing, Op, PutMode, PutOptions, Store, StoreError, WriteGuard};
 use deskew_core::time::Timestamp;
 
@@ -259,6 +260,31 @@ impl SimStore {
     fn model(&self) -> Model {
         lock(&self.world).model
     }
+
+    fn page(&self) -> usize {
+        lock(&self.world).page
+    }
+
+    /// The objects under `prefix` in `part`, one scheduled page after another until its end.
+    async fn list_part(&self, prefix: Option<&Key>, part: &Part) -> Result<Listing, StoreError> {
+        let mut out = Listing::default();
+        let mut after = part.after.clone();
+        loop {
+            let (p, a) = (prefix.cloned(), after.clone());
+            let what = format!("a{} list {} after {}", self.actor, prefix.map_or("", |p| p.as_str()), after.as_ref().map_or("", |a| a.as_str()));
+            let page = self.op(what, move |w, _| {
+                let n = w.page;
+                (w.truth.list_page(p.as_ref(), a.as_ref(), n), n)
+            });
+            let (objects, n) = page.await;
+            let done = objects.len() < n || objects.last().is_some_and(|o| part.is_past(o.key.as_str()));
+            after = objects.last().map(|o| o.key.clone());
+            out.objects.extend(objects.into_iter().filter(|o| part.holds(o.key.as_str())));
+            if done {
+                return Ok(out);
+            }
+        }
+    }
 }
 
 fn lost(key: &Key, op: Op) -> StoreError {
@@ -344,23 +370,22 @@ impl Store for SimStore {
     }
 
     async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
-        let mut out = Listing::default();
-        let mut after: Option<Key> = None;
-        loop {
-            let (p, a) = (prefix.cloned(), after.clone());
-            let what = format!("a{} list {} after {}", self.actor, prefix.map_or("", |p| p.as_str()), after.as_ref().map_or("", |a| a.as_str()));
-            let page = self.op(what, move |w, _| {
-                let n = w.page;
-                (w.truth.list_page(p.as_ref(), a.as_ref(), n), n)
-            });
-            let (objects, n) = page.await;
-            let done = objects.len() < n;
-            after = objects.last().map(|o| o.key.clone());
-            out.objects.extend(objects);
-            if done {
-                return Ok(out);
-            }
+        self.list_part(prefix, &Part { after: None, upto: None }).await
+    }
+
+    /// As S3 lists given hints: the parts at once, their pages interleaved by the schedule (a
+    /// directory lists as without them).
+    async fn list_hinted(&self, prefix: Option<&Key>, hints: &[Key]) -> Result<Listing, StoreError> {
+        if self.model() == Model::Dir {
+            return self.list(prefix).await;
         }
+        let parts = split::parts(prefix, hints, (self.page() * 3 / 4).max(1));
+        let listings = futures::future::try_join_all(parts.iter().map(|p| self.list_part(prefix, p))).await?;
+        let objects: Vec<_> = listings.into_iter().flat_map(|l| l.objects).collect();
+        if split::all_met(prefix, hints, &objects) {
+            return Ok(Listing { objects, problems: Vec::new() });
+        }
+        self.list(prefix).await
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {

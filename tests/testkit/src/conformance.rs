@@ -56,7 +56,8 @@ macro_rules! conformance_suite {
             guard_refuses_commit, not_a_store_is_refused, nested_store_left_alone, lease_takeover_is_exclusive,
             immutable_files_never_change, mutable_files_change_last, a_lease_taken_by_other_means_stops_its_holder,
             publish_refuses_a_nested_store, a_large_record_is_read_as_it_arrives,
-            a_listed_md5_spares_a_read_only_for_the_builds_bytes, a_lease_is_confirmed_by_its_listed_md5);
+            a_listed_md5_spares_a_read_only_for_the_builds_bytes, a_lease_is_confirmed_by_its_listed_md5,
+            a_hinted_listing_shows_every_hinted_key);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_publish_and_gc() {
             $crate::conformance_suite!(@require [$($service)?]);
@@ -173,6 +174,55 @@ pub async fn round_trip(store: &dyn Store) {
     assert_eq!(catalog.records[0].state, ReleaseState::Complete);
     assert_eq!(catalog.records[0].manifest, m);
     assert_eq!(keys(store).await, with_marker(release_keys(&m)));
+}
+
+/// A listing given hints shows every hinted key the store holds, as the plain listing does, and
+/// nothing the store does not hold, each once, whatever the hints: none, every key, some keys,
+/// keys the store does not hold, keys outside the prefix, repeated and unsorted. A backend
+/// splits at them and fetches the parts at once; a key skipped at a part's edge (a server that
+/// orders keys otherwise) or listed twice fails here.
+pub async fn a_hinted_listing_shows_every_hinted_key(store: &dyn Store) {
+    publish_ok(store, &fixture_dist("v1"), "v1", at(-20)).await;
+    publish_ok(store, &fixture_dist("v2"), "v2", at(-10)).await;
+    for extra in ["0-first.txt", "assets/zz-foreign.js", "assets/a/b/c.css", "zzz/last.txt"] {
+        store.put(&Key::new(extra).unwrap(), Body::Bytes(Bytes::from(extra)), &PutOptions::default()).await.unwrap();
+    }
+    let listed = |l: deskew_core::store::Listing| -> Vec<(String, u64, Option<[u8; 16]>)> {
+        let mut v: Vec<_> = l.objects.into_iter().map(|o| (o.key.to_string(), o.size, o.md5)).collect();
+        v.sort();
+        v
+    };
+    let whole = listed(store.list(None).await.unwrap());
+    let all: Vec<Key> = whole.iter().map(|(k, ..)| Key::new(k.as_str()).unwrap()).collect();
+    let bogus: Vec<Key> = ["0", "assets/0", "assets/m", "assets/zz", "index.html", "zzzz"].iter().map(|k| Key::new(*k).unwrap()).collect();
+    let mut reversed = all.clone();
+    reversed.reverse();
+    reversed.extend(all.iter().step_by(2).cloned());
+    let hint_sets: Vec<(&str, Vec<Key>)> = vec![
+        ("none", Vec::new()),
+        ("every key", all.clone()),
+        ("every second key", all.iter().step_by(2).cloned().collect()),
+        ("every third key", all.iter().skip(1).step_by(3).cloned().collect()),
+        ("keys not stored", bogus.clone()),
+        ("reversed, repeated", reversed),
+        ("stored and not", all.iter().step_by(4).cloned().chain(bogus).collect()),
+    ];
+    let assets = Key::new("assets").unwrap();
+    let under = listed(store.list(Some(&assets)).await.unwrap());
+    assert!(under.len() > 3 && under.len() < whole.len(), "{under:?}");
+    for (prefix, plain) in [(None, &whole), (Some(&assets), &under)] {
+        for (what, hints) in &hint_sets {
+            let got = listed(store.list_hinted(prefix, hints).await.unwrap());
+            let named: BTreeSet<&str> = hints.iter().map(|k| k.as_str()).collect();
+            let expected: Vec<_> = plain.iter().filter(|(k, ..)| named.contains(k.as_str())).collect();
+            assert!(expected.iter().all(|o| got.contains(o)), "prefix {prefix:?}, hints {what}: a hinted key is missing from {got:?}");
+            assert!(got.iter().all(|o| plain.contains(o)), "prefix {prefix:?}, hints {what}: {got:?} holds what the store does not");
+            assert!(got.windows(2).all(|w| w[0].0 != w[1].0), "prefix {prefix:?}, hints {what}: a key listed twice in {got:?}");
+            if *what == "every key" {
+                assert_eq!(&got, plain, "prefix {prefix:?}");
+            }
+        }
+    }
 }
 
 /// v2 and v3 upload only what changed; the skipped files are found from records, not reads.

@@ -80,6 +80,12 @@ impl<H: Hooks> Store for Hooked<'_, H> {
         self.hooks.after_list(prefix).await;
         r
     }
+    async fn list_hinted(&self, prefix: Option<&Key>, hints: &[Key]) -> Result<Listing, StoreError> {
+        self.hooks.before(Op::List).await;
+        let r = self.inner.list_hinted(prefix, hints).await;
+        self.hooks.after_list(prefix).await;
+        r
+    }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.hooks.before(Op::Delete).await;
         self.hooks.before_delete(self.inner.url(), std::slice::from_ref(key)).await?;
