@@ -592,12 +592,15 @@ async fn dry_run(ctx: &Ctx<'_>, record: &ReleaseRecord, vouched: &HashSet<Key>, 
     Ok(())
 }
 
-/// The whole store listed for a release expected whole: split at its record and files
-/// ([`Store::list_hinted`]), so on S3 the pages are fetched at once. Every one of them is
-/// listed if stored; objects of other releases may be missing on a server that orders keys
-/// otherwise, and nothing here looks at those.
+/// The whole store listed for a release expected whole: split at its record and its files
+/// other than mutable ones ([`Store::list_hinted`]), so on S3 the pages are fetched at once.
+/// Each of those is listed if stored. A mutable file is left out: the last step writes it
+/// after this listing (a first publish has none yet, and a hinted key unmet costs the plain
+/// listing besides), and one not listed is read back instead. Objects of other releases may be
+/// missing on a server that orders keys otherwise; nothing here looks at those.
 async fn list_for(store: &dyn Store, record: &ReleaseRecord) -> Result<crate::store::Listing, StoreError> {
-    let hints: Vec<Key> = std::iter::once(layout::record_key(&record.release)).chain(record.stored_files().map(|(k, _)| k)).collect();
+    let files = record.stored_files().filter(|(_, f)| f.class != FileClass::Mutable).map(|(k, _)| k);
+    let hints: Vec<Key> = std::iter::once(layout::record_key(&record.release)).chain(files).collect();
     store.list_hinted(None, &hints).await
 }
 

@@ -23,7 +23,7 @@ use deskew_core::store::{Body, PutMode, PutOptions, Store, StoreError, WriteGuar
 use deskew_core::{Key, layout, verify};
 
 use crate::clock::{ShiftedHost, at, now};
-use crate::wrappers::{CancelAfterPut, Count, FailDeletesAfter, FailPutOf, FailPutsAfter, Hooked, Jitter, Race, Reads, VanishOnRead, race};
+use crate::wrappers::{CancelAfterPut, Count, FailDeletesAfter, FailPutOf, FailPutsAfter, HintsMet, Hooked, Jitter, Race, Reads, VanishOnRead, race};
 use crate::{fixture_dist, synthetic_build};
 use std::num::NonZeroUsize;
 
@@ -57,7 +57,7 @@ macro_rules! conformance_suite {
             immutable_files_never_change, mutable_files_change_last, a_lease_taken_by_other_means_stops_its_holder,
             publish_refuses_a_nested_store, a_large_record_is_read_as_it_arrives,
             a_listed_md5_spares_a_read_only_for_the_builds_bytes, a_lease_is_confirmed_by_its_listed_md5,
-            a_hinted_listing_shows_every_hinted_key);
+            a_hinted_listing_shows_every_hinted_key, a_publish_hints_only_stored_keys);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_publish_and_gc() {
             $crate::conformance_suite!(@require [$($service)?]);
@@ -223,6 +223,20 @@ pub async fn a_hinted_listing_shows_every_hinted_key(store: &dyn Store) {
             }
         }
     }
+}
+
+/// Publish hints only keys it expects stored: a first publish (whose mutable files are written
+/// after its last listing), a next release and a retried one. A hint the store does not hold
+/// would make S3 list the store a second time, the plain way, in every such publish.
+pub async fn a_publish_hints_only_stored_keys(store: &dyn Store) {
+    let hooked = Hooked::new(store, HintsMet::default());
+    assert!(manifest_of(&fixture_dist("v1"), "v1").files.iter().any(|f| f.class == FileClass::Mutable), "the fixture has mutable files");
+    publish_ok(&hooked, &fixture_dist("v1"), "v1", at(-20)).await;
+    publish_ok(&hooked, &fixture_dist("v2"), "v2", at(-10)).await;
+    let again = publish_ok(&hooked, &fixture_dist("v2"), "v2", now()).await;
+    assert_eq!(again.outcome, Outcome::AlreadyComplete);
+    assert!(hooked.hooks.listings.load(Ordering::SeqCst) >= 3, "each publish lists the store given hints");
+    assert_eq!(*hooked.hooks.unmet.lock().unwrap(), Vec::<Key>::new(), "hinted keys the store did not hold");
 }
 
 /// v2 and v3 upload only what changed; the skipped files are found from records, not reads.

@@ -30,6 +30,8 @@ pub trait Hooks: Send + Sync + std::fmt::Debug {
     async fn after_put(&self, _key: &Key) {}
     /// After a listing of `prefix` (`None`: the whole store).
     async fn after_list(&self, _prefix: Option<&Key>) {}
+    /// After a listing given `hints` that succeeded, with what it listed.
+    async fn after_list_hinted(&self, _prefix: Option<&Key>, _hints: &[Key], _listed: &Listing) {}
     /// Before a delete of `keys`: an error here is returned for each of them instead.
     async fn before_delete(&self, _store: &str, _keys: &[Key]) -> Result<(), StoreError> {
         Ok(())
@@ -84,6 +86,9 @@ impl<H: Hooks> Store for Hooked<'_, H> {
         self.hooks.before(Op::List).await;
         let r = self.inner.list_hinted(prefix, hints).await;
         self.hooks.after_list(prefix).await;
+        if let Ok(listed) = &r {
+            self.hooks.after_list_hinted(prefix, hints, listed).await;
+        }
         r
     }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
@@ -101,6 +106,28 @@ impl<H: Hooks> Store for Hooked<'_, H> {
     }
     async fn is_empty(&self) -> Result<bool, StoreError> {
         self.inner.is_empty().await
+    }
+}
+
+/// Checks every listing given hints: a hinted key the listing does not show costs a backend
+/// that splits at hints the plain listing besides ([`split::all_met`]), so the hints a caller
+/// gives should be keys it expects stored. Counts the listings and keeps the unmet hints.
+///
+/// [`split::all_met`]: deskew_core::store::split::all_met
+#[derive(Debug, Default)]
+pub struct HintsMet {
+    /// Listings given hints.
+    pub listings: AtomicUsize,
+    /// Hinted keys a listing did not show.
+    pub unmet: std::sync::Mutex<Vec<Key>>,
+}
+
+#[async_trait]
+impl Hooks for HintsMet {
+    async fn after_list_hinted(&self, _prefix: Option<&Key>, hints: &[Key], listed: &Listing) {
+        self.listings.fetch_add(1, Ordering::SeqCst);
+        let shown: std::collections::HashSet<&Key> = listed.objects.iter().map(|o| &o.key).collect();
+        self.unmet.lock().unwrap().extend(hints.iter().filter(|k| !shown.contains(k)).cloned());
     }
 }
 
