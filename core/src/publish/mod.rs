@@ -338,7 +338,7 @@ impl Preread {
             // (a build whose content differs needs no listing, and gets its own error).
             Some(r) if catalog.problems.is_empty() && plan::is_newest_complete(&catalog.records, r) => {
                 let own = catalog.get(r).expect("the newest complete release is listed");
-                list_for(store, own).await.ok().map(|l| (r.clone(), l))
+                list_for(store, own, true).await.ok().map(|l| (r.clone(), l))
             }
             _ => None,
         };
@@ -464,7 +464,7 @@ pub async fn publish_after(
 async fn unchanged(ctx: &Ctx<'_>, own: &ReleaseRecord, listing: Option<crate::store::Listing>, report: &mut PublishReport) -> Result<bool, PublishError> {
     let listing = match listing {
         Some(l) => l,
-        None => list_for(ctx.store, own).await?,
+        None => list_for(ctx.store, own, true).await?,
     };
     note_problems(report, &listing);
     if !plan::missing(own, &plan::sizes(&listing.objects)).is_empty() {
@@ -592,14 +592,15 @@ async fn dry_run(ctx: &Ctx<'_>, record: &ReleaseRecord, vouched: &HashSet<Key>, 
     Ok(())
 }
 
-/// The whole store listed for a release expected whole: split at its record and its files
-/// other than mutable ones ([`Store::list_hinted`]), so on S3 the pages are fetched at once.
-/// Each of those is listed if stored. A mutable file is left out: the last step writes it
-/// after this listing (a first publish has none yet, and a hinted key unmet costs the plain
-/// listing besides), and one not listed is read back instead. Objects of other releases may be
-/// missing on a server that orders keys otherwise; nothing here looks at those.
-async fn list_for(store: &dyn Store, record: &ReleaseRecord) -> Result<crate::store::Listing, StoreError> {
-    let files = record.stored_files().filter(|(_, f)| f.class != FileClass::Mutable).map(|(k, _)| k);
+/// The whole store listed for a release expected whole, split at its record and files
+/// ([`Store::list_hinted`]), so on S3 the pages are fetched at once: each of those is listed if
+/// stored. Its mutable files are hints only if `mutable_stored` (a release already complete):
+/// the last step writes them after its listing, a first publish has none yet, and a hint the
+/// store does not hold costs the plain listing besides. A mutable file not listed is read back
+/// ([`changed_mutable`]); files of other releases may go unlisted on a server that orders keys
+/// otherwise, and nothing here looks at those.
+async fn list_for(store: &dyn Store, record: &ReleaseRecord, mutable_stored: bool) -> Result<crate::store::Listing, StoreError> {
+    let files = record.stored_files().filter(|(_, f)| mutable_stored || f.class != FileClass::Mutable).map(|(k, _)| k);
     let hints: Vec<Key> = std::iter::once(layout::record_key(&record.release)).chain(files).collect();
     store.list_hinted(None, &hints).await
 }
@@ -802,7 +803,7 @@ async fn complete(ctx: &Ctx<'_>, mut record: ReleaseRecord, size: u64, report: &
 async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseRecord, size: u64, report: &mut PublishReport) -> Result<(), PublishError> {
     // Always a listing here, whatever the records say: a file deleted outside deskew (a bucket
     // lifecycle rule, a hand) is found and put back before the record says `complete`.
-    let listing = list_for(ctx.store, record).await?;
+    let listing = list_for(ctx.store, record, false).await?;
     note_problems(report, &listing);
     // Still ours (same content): a record of another size is read back and compared. Gone or
     // dropping (a gc while this publish stalled) is fine: what it lists is put back below.
@@ -838,7 +839,7 @@ async fn complete_locked(ctx: &Ctx<'_>, lease: &mut Lease, record: &mut ReleaseR
 
 /// Step 5 on a store where no gc can run.
 async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &mut PublishReport) -> Result<(), PublishError> {
-    let listing = list_for(ctx.store, record).await?;
+    let listing = list_for(ctx.store, record, false).await?;
     let mut missing = plan::missing(record, &plan::sizes(&listing.objects));
     let listed = plan::listed_md5s(record, &listing.objects);
     drop(listing);
@@ -861,7 +862,8 @@ async fn complete_unleased(ctx: &Ctx<'_>, record: &mut ReleaseRecord, report: &m
 /// tell, since a publish that died in this step may have left other content there. A file the
 /// listing (`listed`, taken under the same lease, or ahead for a publish that writes nothing)
 /// states the MD5 of the build's bytes for is taken as holding them; any other is read back and
-/// hashed.
+/// hashed, one the listing does not show included (writing it unread broke I7 in the
+/// simulation's directory model, seed 8306).
 async fn changed_mutable<'r>(ctx: &Ctx<'_>, record: &'r ReleaseRecord, listed: &HashMap<Key, [u8; 16]>) -> Result<Vec<(Key, &'r ManifestFile)>, PublishError> {
     if ctx.opts.faults.mutable_early {
         return Ok(Vec::new());

@@ -8,11 +8,16 @@
 //!
 //! Parts rest on the server ordering keys byte by byte. One that orders them otherwise skips
 //! keys at a part's edge (SeaweedFS lists folder by folder: `v1/index.html` comes before
-//! `v1.json` there, and a part starting after `v1.json` never sees it). [`all_met`] tells when
-//! a hinted key went unseen: then the backend lists the plain way, which is exact on any server.
+//! `v1.json` there, and a part starting after `v1.json` never sees it). [`list_in_parts`] says
+//! when a hinted key went unseen: then the backend lists the plain way, exact on any server.
 //!
 //! [`Store::list_hinted`]: super::Store::list_hinted
 
+use std::future::Future;
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::{Listing, ObjectMeta, StoreError};
 use crate::Key;
 
 /// One part of the key space: the keys after `after` (from the first, for `None`) up to and
@@ -55,11 +60,33 @@ pub fn parts(prefix: Option<&Key>, hints: &[Key], stride: usize) -> Vec<Part> {
     out
 }
 
-/// Whether `listed` shows every key of `hints` under `prefix`. If not, a hinted key is missing
-/// from the store or was skipped at a part's edge, and only a plain listing tells which.
-pub fn all_met(prefix: Option<&Key>, hints: &[Key], listed: &[super::ObjectMeta]) -> bool {
+/// The keys of `hints` under `prefix` that `listed` does not show: each is missing from the
+/// store or was skipped at a part's edge, and only a plain listing tells which.
+pub fn unmet<'h>(prefix: Option<&Key>, hints: &'h [Key], listed: &[ObjectMeta]) -> Vec<&'h Key> {
     let listed: std::collections::HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
-    hints.iter().filter(|k| prefix.is_none_or(|p| k.is_under(p))).all(|k| listed.contains(k.as_str()))
+    hints.iter().filter(|k| prefix.is_none_or(|p| k.is_under(p)) && !listed.contains(k.as_str())).collect()
+}
+
+/// Lists `prefix` in the parts `hints` split it into (every `stride`-th), `at_once` parts at a
+/// time, each by `list_part`, which lists page after page from the part's start until past its
+/// end. `None` where the plain listing must decide: there is one part only, or a hinted key went
+/// unmet. The one way every backend that splits lists, so they all fall back alike.
+pub async fn list_in_parts<F, Fut>(prefix: Option<&Key>, hints: &[Key], stride: usize, at_once: usize, list_part: F) -> Result<Option<Listing>, StoreError>
+where
+    F: FnMut(Part) -> Fut,
+    Fut: Future<Output = Result<Listing, StoreError>>,
+{
+    let parts = parts(prefix, hints, stride);
+    if parts.len() == 1 {
+        return Ok(None);
+    }
+    let listings: Vec<Listing> = futures::stream::iter(parts).map(list_part).buffer_unordered(at_once.max(1)).try_collect().await?;
+    let mut out = Listing::default();
+    for l in listings {
+        out.objects.extend(l.objects);
+        out.problems.extend(l.problems);
+    }
+    Ok(unmet(prefix, hints, &out.objects).is_empty().then_some(out))
 }
 
 #[cfg(test)]

@@ -379,13 +379,11 @@ impl Store for SimStore {
         if self.model() == Model::Dir {
             return self.list(prefix).await;
         }
-        let parts = split::parts(prefix, hints, (self.page() * 3 / 4).max(1));
-        let listings = futures::future::try_join_all(parts.iter().map(|p| self.list_part(prefix, p))).await?;
-        let objects: Vec<_> = listings.into_iter().flat_map(|l| l.objects).collect();
-        if split::all_met(prefix, hints, &objects) {
-            return Ok(Listing { objects, problems: Vec::new() });
+        let stride = (self.page() * 3 / 4).max(1);
+        match split::list_in_parts(prefix, hints, stride, usize::MAX, |p| async move { self.list_part(prefix, &p).await }).await? {
+            Some(listing) => Ok(listing),
+            None => self.list(prefix).await,
         }
-        self.list(prefix).await
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use deskew_core::Key;
-use deskew_core::store::{Body, Capabilities, Listing, Op, PutOptions, Store, StoreError, WriteGuard};
+use deskew_core::store::{Body, Capabilities, Listing, Op, PutOptions, Store, StoreError, WriteGuard, split};
 
 /// What a [`Hooked`] store calls around the real store's operations. Every hook defaults to
 /// doing nothing.
@@ -110,10 +110,8 @@ impl<H: Hooks> Store for Hooked<'_, H> {
 }
 
 /// Checks every listing given hints: a hinted key the listing does not show costs a backend
-/// that splits at hints the plain listing besides ([`split::all_met`]), so the hints a caller
+/// that splits at hints the plain listing besides ([`split::unmet`]), so the hints a caller
 /// gives should be keys it expects stored. Counts the listings and keeps the unmet hints.
-///
-/// [`split::all_met`]: deskew_core::store::split::all_met
 #[derive(Debug, Default)]
 pub struct HintsMet {
     /// Listings given hints.
@@ -124,10 +122,9 @@ pub struct HintsMet {
 
 #[async_trait]
 impl Hooks for HintsMet {
-    async fn after_list_hinted(&self, _prefix: Option<&Key>, hints: &[Key], listed: &Listing) {
+    async fn after_list_hinted(&self, prefix: Option<&Key>, hints: &[Key], listed: &Listing) {
         self.listings.fetch_add(1, Ordering::SeqCst);
-        let shown: std::collections::HashSet<&Key> = listed.objects.iter().map(|o| &o.key).collect();
-        self.unmet.lock().unwrap().extend(hints.iter().filter(|k| !shown.contains(k)).cloned());
+        self.unmet.lock().unwrap().extend(split::unmet(prefix, hints, &listed.objects).into_iter().cloned());
     }
 }
 
