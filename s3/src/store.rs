@@ -80,8 +80,9 @@ impl S3Store {
         format!("{}{}", self.prefix, key)
     }
 
-    /// The objects under `prefix` in `part`, page after page until the part's end.
-    async fn list_part(&self, prefix: Option<&Key>, part: &Part) -> Result<Listing, StoreError> {
+    /// The objects under `prefix` in `part`, page after page until the part's end; `None` when
+    /// the server lists a key at or before the part's start (it ignored `start-after`).
+    async fn list_part(&self, prefix: Option<&Key>, part: &Part) -> Result<Option<Listing>, StoreError> {
         let full_prefix = match prefix {
             Some(p) => format!("{}{}/", self.prefix, p),
             None => self.prefix.clone(),
@@ -94,20 +95,17 @@ impl S3Store {
         let mut pages = request.into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error(Op::List, &full_prefix, e))?;
-            let mut past = false;
-            for obj in page.contents() {
-                let Some(name) = obj.key() else { continue };
-                let rel = name.strip_prefix(&self.prefix).unwrap_or(name);
-                past |= part.is_past(rel);
-                if part.holds(rel) {
-                    listed(&mut out, rel, obj);
+            let named = page.contents().iter().filter_map(|o| o.key().map(|k| (k.strip_prefix(&self.prefix).unwrap_or(k), o)));
+            match split::sift(part, named, |item| item.0, |(rel, o)| listed(&mut out, rel, o)) {
+                split::Sifted::More => {}
+                split::Sifted::Past => break,
+                split::Sifted::Unstarted => {
+                    tracing::debug!(store = %self.place.url, after = ?part.after, "a key listed before where the part starts: listing the plain way");
+                    return Ok(None);
                 }
             }
-            if past {
-                break;
-            }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// A GET of `key`, its body not yet read.
@@ -396,7 +394,8 @@ impl Store for S3Store {
     }
 
     async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
-        self.list_part(prefix, &Part { after: None, upto: None }).await
+        // A part from the first key never meets a key before its start: always `Some`.
+        Ok(self.list_part(prefix, &Part { after: None, upto: None }).await?.unwrap_or_default())
     }
 
     /// The parts fetched 4 at a time: 50 pages one after another are the longest step of a

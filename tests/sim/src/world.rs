@@ -266,7 +266,7 @@ impl SimStore {
     }
 
     /// The objects under `prefix` in `part`, one scheduled page after another until its end.
-    async fn list_part(&self, prefix: Option<&Key>, part: &Part) -> Result<Listing, StoreError> {
+    async fn list_part(&self, prefix: Option<&Key>, part: &Part) -> Result<Option<Listing>, StoreError> {
         let mut out = Listing::default();
         let mut after = part.after.clone();
         loop {
@@ -277,11 +277,12 @@ impl SimStore {
                 (w.truth.list_page(p.as_ref(), a.as_ref(), n), n)
             });
             let (objects, n) = page.await;
-            let done = objects.len() < n || objects.last().is_some_and(|o| part.is_past(o.key.as_str()));
+            let last_page = objects.len() < n;
             after = objects.last().map(|o| o.key.clone());
-            out.objects.extend(objects.into_iter().filter(|o| part.holds(o.key.as_str())));
-            if done {
-                return Ok(out);
+            match split::sift(part, objects, |o| o.key.as_str(), |o| out.objects.push(o)) {
+                split::Sifted::More if !last_page => {}
+                split::Sifted::Unstarted => return Ok(None),
+                _ => return Ok(Some(out)),
             }
         }
     }
@@ -370,7 +371,8 @@ impl Store for SimStore {
     }
 
     async fn list(&self, prefix: Option<&Key>) -> Result<Listing, StoreError> {
-        self.list_part(prefix, &Part { after: None, upto: None }).await
+        // A part from the first key never meets a key before its start: always `Some`.
+        Ok(self.list_part(prefix, &Part { after: None, upto: None }).await?.unwrap_or_default())
     }
 
     /// As S3 lists given hints: the parts at once, their pages interleaved by the schedule (a
