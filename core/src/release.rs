@@ -172,9 +172,11 @@ impl ReleaseRecord {
         self.completed.unwrap_or(self.created)
     }
 
-    /// Pretty JSON with a trailing newline.
+    /// Compact JSON with a trailing newline. Records are read by machines, every kept one by
+    /// every publish and gc: compact, a 50,000-file record is a fifth smaller than pretty-printed
+    /// (15 → 12 MB) to write, read, hold and parse. Readers accept either form.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("record serialises");
+        let mut s = serde_json::to_string(self).expect("record serialises");
         s.push('\n');
         s
     }
@@ -224,9 +226,11 @@ mod tests {
         let mut tampered = r.clone();
         tampered.manifest.files[0].sha256 = "1".repeat(64).into();
         assert!(matches!(ReleaseRecord::parse(&key, tampered.to_json().as_bytes()), Err(RecordError::Inconsistent { .. })), "the digest covers the files");
-        let newer = r.to_json().replacen("\"version\": 1", "\"version\": 99", 1);
+        // A pretty-printed record (earlier builds wrote them so) reads the same.
+        assert_eq!(ReleaseRecord::parse(&key, serde_json::to_string_pretty(&r).unwrap().as_bytes()).unwrap(), r);
+        let newer = r.to_json().replacen("\"version\":1", "\"version\":99", 1);
         assert!(matches!(ReleaseRecord::parse(&key, newer.as_bytes()), Err(RecordError::Version { found: 99, .. })));
-        let unreadable = newer.replacen("\"state\": \"pending\"", "\"state\": \"shelved\"", 1);
+        let unreadable = newer.replacen("\"state\":\"pending\"", "\"state\":\"shelved\"", 1);
         assert!(
             matches!(ReleaseRecord::parse(&key, unreadable.as_bytes()), Err(RecordError::Version { found: 99, .. })),
             "a newer record that this version cannot parse is too new, not corrupt"
