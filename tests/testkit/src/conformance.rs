@@ -399,11 +399,11 @@ pub async fn gc_fails_closed_on_corrupt_record(store: &dyn Store) {
     assert_eq!(keys(store).await, before, "nothing may be deleted");
 }
 
-/// A record of 20,000 files (6 MB, over the size from which records are parsed as they
+/// A record of 25,000 files (6 MB, over the size from which records are parsed as they
 /// arrive): the chunks the store yields are the object, and the catalog reads it as it was
 /// written; a cut copy is refused as corrupt, not read in part.
 pub async fn a_large_record_is_read_as_it_arrives(store: &dyn Store) {
-    let files: Vec<ManifestFile> = (0..20_000)
+    let files: Vec<ManifestFile> = (0..25_000)
         .map(|i| ManifestFile {
             path: Key::new(format!("assets/chunk-{i:05}.{:08x}.js", i * 7919)).unwrap(),
             sha256: format!("{:064x}", i).into(),
