@@ -27,7 +27,7 @@ pub enum CatalogError {
 }
 
 /// Record text read at once, in units of 64 KiB: 16 MiB. A record of 50,000 files is about
-/// 16 MB, so one is read at a time (while the build is hashed, which takes longer); records of
+/// 12 MB, so one is read at a time (while the build is hashed, which takes longer); records of
 /// 5,000 files, ten at a time. (Records over [`STREAM_OVER`] are streamed instead; the budget
 /// then bounds only the smaller ones.)
 const READ_BUDGET_UNITS: u32 = 256;

@@ -1,5 +1,5 @@
 //! Reading a large release record as its bytes arrive, so its text is not held whole (a record
-//! of 50,000 files is 16 MB of text, read while the build is hashed). Backends that stream
+//! of 50,000 files is 12 MB of text, read while the build is hashed). Backends that stream
 //! (S3, a volume) yield it a few hundred KiB at a time; the memory store yields it in one
 //! piece. A record that does not parse, and any record when no thread can be spawned, is read
 //! whole instead.

@@ -352,7 +352,7 @@ impl Store for S3Store {
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError> {
         let out = self.get_object(key).await?;
         // Into one buffer as the body arrives, each chunk freed once copied: collecting first
-        // and then joining held a large record (16 MB at 50,000 files) twice.
+        // and then joining held a large record (12 MB at 50,000 files) twice.
         let expected = out.content_length().and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
         let mut data = Vec::with_capacity(expected.min(64 << 20));
         let mut body = out.body;

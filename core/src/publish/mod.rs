@@ -675,7 +675,7 @@ async fn read_own(store: &dyn Store, record: &ReleaseRecord) -> Result<Option<(R
 
 /// Whether our record is still the one of `size` bytes we wrote or read, judged from a listing
 /// that shows it at `listed` bytes (`None`: absent); read back only when the size changed. A
-/// record is large (a 50,000-file build's is 15 MB), so steps 3 and 5 list instead of reading it:
+/// record is large (a 50,000-file build's is 12 MB), so steps 3 and 5 list instead of reading it:
 /// every change deskew makes to a record changes its size (`dropping` adds a field) or removes
 /// it. `Some(true)`: ours, not dropping; `Some(false)`: ours, dropping; `None`: gone.
 async fn still_own(store: &dyn Store, record: &ReleaseRecord, size: u64, listed: Option<u64>) -> Result<Option<bool>, PublishError> {

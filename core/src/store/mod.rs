@@ -291,7 +291,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn get(&self, key: &Key) -> Result<Bytes, StoreError>;
 
     /// Reads the object at `key` as it arrives, for a reader that need not hold it whole (a
-    /// release record of 50,000 files is 16 MB). The chunks, joined, are what [`Store::get`]
+    /// release record of 50,000 files is 12 MB). The chunks, joined, are what [`Store::get`]
     /// returns; a missing key fails here, not in the stream. The default reads it whole and
     /// yields it as one chunk.
     async fn get_chunks(&self, key: &Key) -> Result<Chunks, StoreError> {
