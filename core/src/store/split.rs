@@ -19,6 +19,7 @@
 //! [`Store::list_hinted`]: super::Store::list_hinted
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt, TryStreamExt};
 
@@ -121,14 +122,31 @@ where
     if parts.len() == 1 {
         return Ok(None);
     }
-    let mut listings = futures::stream::iter(parts).map(list_part).buffer_unordered(at_once.max(1));
+    // Once a part gave up, the parts not yet started give up unlisted; those in flight finish.
+    let gave_up = AtomicBool::new(false);
+    let mut list_part = list_part;
+    let start = |p: Part| {
+        let listing = (!gave_up.load(Ordering::Relaxed)).then(|| list_part(p));
+        async move {
+            match listing {
+                Some(l) => l.await,
+                None => Ok(None),
+            }
+        }
+    };
+    let mut listings = futures::stream::iter(parts).map(start).buffer_unordered(at_once.max(1));
     let mut out = Listing::default();
     while let Some(listing) = listings.try_next().await? {
-        let Some(l) = listing else { return Ok(None) };
-        out.objects.extend(l.objects);
-        out.problems.extend(l.problems);
+        match listing {
+            Some(l) => {
+                out.objects.extend(l.objects);
+                out.problems.extend(l.problems);
+            }
+            None => gave_up.store(true, Ordering::Relaxed),
+        }
     }
-    Ok(unmet(prefix, hints, &out.objects).is_empty().then_some(out))
+    drop(listings);
+    Ok((!gave_up.into_inner() && unmet(prefix, hints, &out.objects).is_empty()).then_some(out))
 }
 
 #[cfg(test)]
